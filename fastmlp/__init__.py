@@ -1,0 +1,17 @@
+"""fastmlp: fast two-layer neural networks on the CPU, with a NumPy reference.
+
+>>> import fastmlp
+>>> model = fastmlp.fit(X, y, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2)  # doctest: +SKIP
+>>> model.score(X_test, y_test)                                                         # doctest: +SKIP
+
+``fastmlp.fit`` trains with the compiled Cython step (``backend="cython"``) or the
+pure-NumPy reference (``backend="numpy"``, :mod:`fastmlp.reference`); the two agree
+to rounding. ``fastmlp.kernels`` exposes the compiled kernels one by one.
+"""
+
+from . import kernels, reference
+from ._fit import fit
+from ._model import MLPModel, load
+from ._version import __version__
+
+__all__ = ["fit", "load", "MLPModel", "kernels", "reference", "__version__"]

@@ -1,0 +1,180 @@
+"""``fastmlp.fit``: argument checks, initialisation, the epoch loop and its history."""
+
+import numpy as np
+
+from . import reference
+from ._model import MLPModel
+from ._validation import (
+    check_features,
+    check_float,
+    check_int,
+    check_labels,
+    resolve_dtype,
+)
+
+BACKENDS = ("cython", "numpy")
+
+
+def init_params(rng, n_features, hidden, n_classes, dtype):
+    """He-normal weights, zero biases: ``W1 ~ N(0, 2/D)``, ``W2 ~ N(0, 2/H)``.
+
+    Drawn in float64 from ``rng`` and then cast, so both dtypes and both backends
+    start from the same numbers for the same seed.
+    """
+    W1 = rng.standard_normal((n_features, hidden)) * np.sqrt(2.0 / n_features)
+    W2 = rng.standard_normal((hidden, n_classes)) * np.sqrt(2.0 / hidden)
+    return (W1.astype(dtype), np.zeros(hidden, dtype), W2.astype(dtype), np.zeros(n_classes, dtype))
+
+
+def _copy_init(init, n_features, hidden, n_classes, dtype):
+    """Fresh C-contiguous copies of a user's ``init=(W1, b1, W2, b2)`` (never mutated)."""
+    if not isinstance(init, (tuple, list)) or len(init) != 4:
+        raise TypeError("init must be a tuple (W1, b1, W2, b2) of arrays")
+    shapes = {"W1": (n_features, hidden), "b1": (hidden,), "W2": (hidden, n_classes), "b2": (n_classes,)}
+    out = []
+    for (name, shape), arr in zip(shapes.items(), init):
+        a = np.array(arr, dtype=dtype, order="C", copy=True)
+        if a.shape != shape:
+            raise ValueError(f"init {name} has shape {a.shape} but the data and hidden={hidden} "
+                             f"need {shape} (n_features={n_features}, n_classes={n_classes})")
+        if not np.isfinite(a).all():
+            raise ValueError(f"init {name} contains NaN or infinity")
+        out.append(a)
+    return tuple(out)
+
+
+def _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype):
+    """A function ``(X, y, order, params, lr, reg) -> (data_loss, n_correct)`` for ``backend``.
+
+    For ``"cython"`` the scratch memory is allocated here, once per fit.
+    """
+    if backend == "numpy":
+        def run(X, y, order, params, lr, reg):
+            return reference.sgd_epoch(X, y, order, params, lr, reg, batch_size)
+        return run
+
+    from . import _sgd
+    workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype)
+
+    def run(X, y, order, params, lr, reg):
+        return _sgd.sgd_epoch(X, y, order, *params, workspace, lr, reg)
+    return run
+
+
+def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
+        X_test=None, y_test=None, n_classes=None, seed=0, shuffle=True, init=None,
+        dtype=None, backend="cython", plot=None, progress=False):
+    """Train a two-layer network with minibatch SGD on the seed's cost.
+
+    The network is ``softmax(relu(X @ W1 + b1) @ W2 + b2)``; each minibatch step
+    minimises ``-sum log softmax(logits)[y] + reg * (||W1||^2 + ||W2||^2)``
+    (summed over the batch, biases not regularized) with ``W -= lr * dW``. See
+    :mod:`fastmlp.reference` for the equations.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Training data. Not modified; not copied when it already is a C-contiguous
+        array of the training dtype.
+    y : array-like of int, shape (n_samples,)
+        Class labels ``0..C-1``.
+    hidden : int, default 128
+        Number of hidden units H.
+    epochs : int, default 200
+    batch_size : int, default 30
+        Rows per SGD step; the last batch of an epoch may be smaller.
+    lr : float, default 1e-4
+        Learning rate.
+    reg : float, default 1e-2
+        L2 strength on W1 and W2.
+    X_test, y_test : array-like, optional
+        Held-out data; its accuracy after every epoch goes into ``history["test_acc"]``.
+    n_classes : int, optional
+        C; default ``max(y) + 1``.
+    seed : int or None, default 0
+        Seeds one ``numpy.random.Generator`` that draws the initial weights
+        (He-normal ``W1 ~ N(0, 2/D)``, ``W2 ~ N(0, 2/H)``, zero biases) and then
+        each epoch's shuffle; the same for both backends.
+    shuffle : bool, default True
+        Visit the rows in a new random order each epoch; if False, in order.
+    init : tuple (W1, b1, W2, b2), optional
+        Starting weights instead of the random ones (copied, never modified).
+    dtype : float32 or float64, optional
+        Training dtype; default float32 when X is float32, else float64.
+    backend : {"cython", "numpy"}, default "cython"
+        The compiled path, or the pure-NumPy reference (:mod:`fastmlp.reference`).
+    plot : str or os.PathLike, optional
+        Write the epoch plots (loss; training and test accuracy) to this PNG file.
+    progress : bool, default False
+        Show a tqdm progress bar over epochs with the loss and accuracies.
+
+    Returns
+    -------
+    MLPModel
+        The trained weights, their ``history``, and ``predict``/``score``/``save``.
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss or the weights stop being finite (lr too large).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    dtype = resolve_dtype(dtype, X)
+    X = check_features(X, "X", dtype)
+    n_samples, n_features = X.shape
+    y, n_classes = check_labels(y, "y", n_samples, n_classes)
+    hidden = check_int(hidden, "hidden", minimum=1)
+    epochs = check_int(epochs, "epochs", minimum=0)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    lr = check_float(lr, "lr", positive=True)
+    reg = check_float(reg, "reg", positive=False)
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together (or neither)")
+    if X_test is not None:
+        X_test = check_features(X_test, "X_test", dtype, n_features=n_features)
+        y_test, _ = check_labels(y_test, "y_test", X_test.shape[0], n_classes)
+    batch_size = min(batch_size, n_samples)
+
+    rng = np.random.default_rng(seed)
+    if init is None:
+        params = init_params(rng, n_features, hidden, n_classes, dtype)
+    else:
+        params = _copy_init(init, n_features, hidden, n_classes, dtype)
+    run_epoch = _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype)
+
+    history = {"loss": [], "train_acc": [], "test_acc": []}
+    model = MLPModel(*params, history=history, params=dict(
+        hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
+        seed=seed, shuffle=bool(shuffle), dtype=dtype.name, backend=backend))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=epochs, unit="epoch", desc="fastmlp")
+    in_order = np.arange(n_samples, dtype=np.int64)
+    try:
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(n_samples) if shuffle else in_order
+            data_loss, n_correct = run_epoch(X, y, order, params, lr, reg)
+            if not np.isfinite(data_loss) or not all(np.isfinite(p).all() for p in params):
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch}: the loss or the weights are no longer "
+                    f"finite; use a smaller learning rate than lr={lr}")
+            history["loss"].append(data_loss / n_samples)
+            history["train_acc"].append(n_correct / n_samples)
+            postfix = {"loss": f"{history['loss'][-1]:.4f}", "train_acc": f"{history['train_acc'][-1]:.4f}"}
+            if X_test is not None:
+                history["test_acc"].append(float(np.mean(model.predict(X_test) == y_test)))
+                postfix["test_acc"] = f"{history['test_acc'][-1]:.4f}"
+            if bar is not None:
+                bar.set_postfix(postfix, refresh=False)
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if plot is not None:
+        from ._plot import plot_history
+        plot_history(history, plot)
+    return model

@@ -1,0 +1,174 @@
+"""The trained network: prediction, scoring, and a safe ``.npz`` file format."""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from . import reference
+from ._validation import FLOAT_DTYPES, check_features, check_labels
+from ._version import __version__
+
+FORMAT_VERSION = 1
+_WEIGHTS = ("W1", "b1", "W2", "b2")
+_PREDICT_BLOCK = 4096  # rows per block in predict: large GEMMs, bounded memory
+
+
+class MLPModel:
+    """A trained two-layer network ``softmax(relu(X @ W1 + b1) @ W2 + b2)``.
+
+    Returned by :func:`fastmlp.fit` and :func:`fastmlp.load`.
+
+    Attributes
+    ----------
+    W1 : ndarray of shape (n_features, hidden)
+    b1 : ndarray of shape (hidden,)
+    W2 : ndarray of shape (hidden, n_classes)
+    b2 : ndarray of shape (n_classes,)
+    history : dict of lists
+        One entry per epoch: ``loss`` (mean cross-entropy per training sample,
+        accumulated during the epoch's own forward passes, without the L2 penalty),
+        ``train_acc`` (accuracy counted in the same passes) and ``test_acc``
+        (accuracy on ``X_test`` after the epoch; empty without ``X_test``).
+    params : dict
+        The hyperparameters the model was trained with.
+    """
+
+    def __init__(self, W1, b1, W2, b2, history=None, params=None):
+        self.W1, self.b1, self.W2, self.b2 = W1, b1, W2, b2
+        self.history = history if history is not None else {"loss": [], "train_acc": [], "test_acc": []}
+        self.params = dict(params or {})
+
+    @property
+    def n_features(self):
+        return self.W1.shape[0]
+
+    @property
+    def n_classes(self):
+        return self.W2.shape[1]
+
+    @property
+    def dtype(self):
+        return self.W1.dtype
+
+    def __repr__(self):
+        return (f"MLPModel(n_features={self.n_features}, hidden={self.W1.shape[1]}, "
+                f"n_classes={self.n_classes}, dtype={self.dtype}, epochs={len(self.history['loss'])})")
+
+    def decision_function(self, X):
+        """Logits ``relu(X @ W1 + b1) @ W2 + b2``, shape (n_samples, n_classes).
+
+        Computed in blocks of rows, so memory stays bounded for large ``X``.
+        """
+        X = check_features(X, "X", self.dtype, n_features=self.n_features)
+        weights = (self.W1, self.b1, self.W2, self.b2)
+        out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
+        for start in range(0, X.shape[0], _PREDICT_BLOCK):
+            out[start:start + _PREDICT_BLOCK] = reference.forward(X[start:start + _PREDICT_BLOCK], weights)[2]
+        return out
+
+    def predict_proba(self, X):
+        """Class probabilities ``softmax(logits)``, shape (n_samples, n_classes); rows sum to 1."""
+        return reference.softmax(self.decision_function(X))
+
+    def predict(self, X):
+        """The most probable class of each row, as int64 labels 0..n_classes-1."""
+        return np.argmax(self.decision_function(X), axis=1)
+
+    def score(self, X, y):
+        """Accuracy: the fraction of rows of ``X`` whose predicted class is ``y``."""
+        pred = self.predict(X)
+        labels, _ = check_labels(y, "y", pred.shape[0], self.n_classes)
+        return float(np.mean(pred == labels))
+
+    def save(self, path):
+        """Write the model to ``path`` as an ``.npz`` file (no pickle inside).
+
+        The file holds the four weight arrays and a JSON document ``metadata``
+        (format version, fastmlp version, dtype, shapes, hyperparameters, history).
+        It is written to a temporary file first and moved into place, so an
+        existing file is never left half-written.
+        """
+        path = os.fspath(path)
+        metadata = {
+            "format": "fastmlp-model",
+            "format_version": FORMAT_VERSION,
+            "fastmlp_version": __version__,
+            "dtype": self.dtype.name,
+            "n_features": self.n_features,
+            "hidden": self.W1.shape[1],
+            "n_classes": self.n_classes,
+            "params": self.params,
+            "history": self.history,
+        }
+        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _WEIGHTS}
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastmlp-", suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, metadata=np.array(json.dumps(metadata)), **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+def load(path):
+    """Read a model written by :meth:`MLPModel.save`.
+
+    The file is opened with ``allow_pickle=False``, so loading can never run code.
+    Missing or extra arrays, wrong shapes or dtypes, and damaged files raise
+    ``ValueError`` saying what is wrong.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    MLPModel
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model file {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            contents = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path!r} is not a readable fastmlp model file ({exc})") from None
+
+    expected = {"metadata", *_WEIGHTS}
+    if set(contents) != expected:
+        raise ValueError(f"{path!r} is not a fastmlp model file: it holds arrays {sorted(contents)}, "
+                         f"expected {sorted(expected)}")
+    try:
+        metadata = json.loads(str(contents["metadata"]))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path!r}: its metadata is not valid JSON ({exc})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != "fastmlp-model":
+        raise ValueError(f"{path!r}: its metadata does not describe a fastmlp model")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path!r} has model format version {metadata.get('format_version')!r}; "
+                         f"this fastmlp ({__version__}) reads version {FORMAT_VERSION}")
+
+    try:
+        dtype = np.dtype(metadata["dtype"])
+        D, H, C = (int(metadata[k]) for k in ("n_features", "hidden", "n_classes"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path!r}: its metadata lacks a valid dtype or size ({exc})") from None
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{path!r}: dtype {dtype} is not float32 or float64")
+    shapes = {"W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,)}
+    for name, shape in shapes.items():
+        arr = contents[name]
+        if arr.shape != shape or arr.dtype != dtype:
+            raise ValueError(f"{path!r}: {name} has shape {arr.shape} and dtype {arr.dtype}, "
+                             f"expected {shape} and {dtype}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{path!r}: {name} contains NaN or infinity")
+    history = metadata.get("history") or {}
+    return MLPModel(*(np.ascontiguousarray(contents[n]) for n in _WEIGHTS),
+                    history={k: list(history.get(k, [])) for k in ("loss", "train_acc", "test_acc")},
+                    params=metadata.get("params") or {})

@@ -1,0 +1,45 @@
+"""Epoch plots: loss, and training and test accuracy, per epoch, as a PNG."""
+
+import os
+
+
+def plot_history(history, path, title=None):
+    """Write the epoch plots of ``history`` to ``path`` (PNG).
+
+    Uses matplotlib's object API (``Figure`` with the Agg canvas), so the user's
+    pyplot state and global backend are left alone.
+
+    Parameters
+    ----------
+    history : dict
+        ``loss``, ``train_acc`` and optionally ``test_acc``: one value per epoch.
+    path : str or os.PathLike
+    title : str, optional
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = range(1, len(history["loss"]) + 1)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+
+    ax_loss.plot(epochs, history["loss"], color="tab:red")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("mean cross-entropy per sample")
+    ax_loss.set_title("training loss")
+    if history["loss"] and min(history["loss"]) > 0:
+        ax_loss.set_yscale("log")
+
+    ax_acc.plot(epochs, history["train_acc"], label="training")
+    if history.get("test_acc"):
+        ax_acc.plot(epochs, history["test_acc"], label="test")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_title("accuracy")
+    ax_acc.legend(loc="lower right")
+    ax_acc.grid(alpha=0.3)
+
+    if title:
+        fig.suptitle(title)
+    fig.savefig(os.fspath(path), format="png", dpi=100)

@@ -1,0 +1,29 @@
+# BLAS for row-major (C-order) arrays, over scipy.linalg.cython_blas.
+#
+# This is the one place that knows Fortran BLAS is column-major. A row-major
+# (m, n) matrix with row stride ld is, to Fortran, the column-major (n, m)
+# matrix of its transpose with the same leading dimension. So
+#     C = alpha * op(A) @ op(B) + beta * C          (row-major)
+# is  C.T = alpha * op(B).T @ op(A).T + beta * C.T  (column-major),
+# which is the Fortran call with A and B swapped, and m and n swapped.
+from cython cimport floating
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                      floating alpha, const floating* A, int lda,
+                      const floating* B, int ldb,
+                      floating beta, floating* C, int ldc) noexcept nogil:
+    """C := alpha * op(A) @ op(B) + beta * C for row-major A, B, C.
+
+    op(A) is (m, k), op(B) is (k, n), C is (m, n); op(X) is X.T when trans_X.
+    lda, ldb, ldc are the row strides (in elements) of A, B, C as stored.
+    """
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    if floating is double:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*> B, &ldb,
+              <double*> A, &lda, &beta, C, &ldc)
+    else:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*> B, &ldb,
+              <float*> A, &lda, &beta, C, &ldc)

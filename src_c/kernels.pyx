@@ -1,0 +1,271 @@
+"""Python-callable twins of the compiled kernels, for tests and experiments.
+
+Each function checks its arguments, then runs the same ``noexcept nogil`` kernel
+the training step inlines (``src_c/_kernels.pxd``), in place, with the GIL
+released. The arrays must be C-contiguous float32 or float64 NumPy arrays of one
+dtype; the array that is changed is also returned (``softmax_xent_grad`` returns
+the loss instead).
+"""
+from cython cimport floating
+from libc.stdint cimport int64_t
+
+import numpy as np
+
+from _blas cimport gemm as _gemm
+from _kernels cimport (
+    bias_relu as _bias_relu,
+    column_sums as _column_sums,
+    count_correct as _count_correct,
+    l2_sgd_update as _l2_sgd_update,
+    relu_backward as _relu_backward,
+    softmax_xent_grad as _softmax_xent_grad,
+)
+
+__all__ = [
+    "bias_relu",
+    "relu_backward",
+    "softmax_xent_grad",
+    "l2_sgd_update",
+    "count_correct",
+    "column_sums",
+    "gemm",
+]
+
+
+def _float_array(a, name, ndim, writeable=False, dtype=None):
+    """Check that `a` is a C-contiguous float32/float64 ndarray of `ndim` dimensions."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}; "
+                        f"use numpy.ascontiguousarray({name}, dtype=numpy.float64)")
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}; "
+                        f"convert it with {name}.astype(numpy.float64)")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but the other arrays are {dtype}; "
+                        f"use one dtype for all arguments")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; pass numpy.ascontiguousarray({name})")
+    if writeable and not a.flags.writeable:
+        raise ValueError(f"{name} is read-only but is updated in place; pass a writeable copy")
+    return a
+
+
+def _labels(y, n_rows, n_classes):
+    """`y` as a fresh int64 array of length n_rows with values in [0, n_classes)."""
+    y_arr = np.asarray(y)
+    if y_arr.ndim != 1 or y_arr.shape[0] != n_rows:
+        raise ValueError(f"y must be 1-D with one label per row ({n_rows}), got shape {y_arr.shape}")
+    if n_rows and not np.issubdtype(y_arr.dtype, np.integer):
+        raise TypeError(f"y must hold integer class labels, got dtype {y_arr.dtype}")
+    y_arr = np.ascontiguousarray(y_arr, dtype=np.int64)
+    if n_rows and (y_arr.min() < 0 or y_arr.max() >= n_classes):
+        raise ValueError(f"y must hold labels in [0, {n_classes}), "
+                         f"got values from {y_arr.min()} to {y_arr.max()}")
+    return y_arr
+
+
+def _bias_relu_mv(floating[:, ::1] Z, const floating[::1] b):
+    with nogil:
+        _bias_relu(Z, b)
+
+
+def bias_relu(Z, b):
+    """Fused bias add and ReLU, in place: ``Z := max(Z + b, 0)``.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (B, H), float32 or float64, C-contiguous, writeable
+    b : ndarray of shape (H,), same dtype
+
+    Returns
+    -------
+    Z : ndarray
+        The same array, changed.
+    """
+    _float_array(Z, "Z", 2, writeable=True)
+    _float_array(b, "b", 1, dtype=Z.dtype)
+    if b.shape[0] != Z.shape[1]:
+        raise ValueError(f"b must have one entry per column of Z ({Z.shape[1]}), got {b.shape[0]}")
+    _bias_relu_mv(Z, b)
+    return Z
+
+
+def _relu_backward_mv(floating[:, ::1] dR, const floating[:, ::1] R):
+    with nogil:
+        _relu_backward(dR, R)
+
+
+def relu_backward(dR, R):
+    """ReLU backward with the output as mask, in place: ``dR := dR * [R > 0]``.
+
+    Parameters
+    ----------
+    dR : ndarray of shape (B, H), float32 or float64, C-contiguous, writeable
+        Gradient with respect to the ReLU output.
+    R : ndarray of shape (B, H), same dtype
+        The ReLU output of the forward pass (positive exactly where its input was).
+
+    Returns
+    -------
+    dR : ndarray
+        The same array, now the gradient with respect to the ReLU input.
+    """
+    _float_array(dR, "dR", 2, writeable=True)
+    _float_array(R, "R", 2, dtype=dR.dtype)
+    if R.shape != dR.shape:
+        raise ValueError(f"R must have the shape of dR {dR.shape}, got {R.shape}")
+    _relu_backward_mv(dR, R)
+    return dR
+
+
+def _softmax_xent_grad_mv(floating[:, ::1] Z, const int64_t[::1] y):
+    cdef double loss
+    with nogil:
+        loss = _softmax_xent_grad(Z, y)
+    return loss
+
+
+def softmax_xent_grad(Z, y):
+    """Softmax cross-entropy and its gradient, in place: ``Z := softmax(Z) - onehot(y)``.
+
+    Stable for any finite logits: the row maximum is subtracted before ``exp``.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (B, C), float32 or float64, C-contiguous, writeable
+        Logits; overwritten by the gradient of the loss with respect to them.
+    y : array-like of int, shape (B,)
+        Class labels in ``[0, C)``.
+
+    Returns
+    -------
+    loss : float
+        ``sum_i -log softmax(Z)[i, y_i]``, accumulated in float64.
+    """
+    _float_array(Z, "Z", 2, writeable=True)
+    if Z.shape[1] < 1:
+        raise ValueError("Z must have at least one column (class)")
+    y_arr = _labels(y, Z.shape[0], Z.shape[1])
+    return _softmax_xent_grad_mv(Z, y_arr)
+
+
+def _l2_sgd_update_mv(floating[::1] W, const floating[::1] G, double lr, double reg):
+    with nogil:
+        _l2_sgd_update(W, G, <floating> lr, <floating> reg)
+
+
+def l2_sgd_update(W, G, lr, reg):
+    """SGD step with L2 decay, in place: ``W := W - lr * (G + 2 * reg * W)``.
+
+    Parameters
+    ----------
+    W : ndarray, float32 or float64, C-contiguous, writeable (any number of dimensions)
+    G : ndarray of W's shape and dtype
+        Gradient of the data term of the cost.
+    lr, reg : float
+        Learning rate and L2 strength (the penalty is ``reg * ||W||^2``).
+
+    Returns
+    -------
+    W : ndarray
+        The same array, changed.
+    """
+    _float_array(W, "W", W.ndim if isinstance(W, np.ndarray) else 1, writeable=True)
+    _float_array(G, "G", W.ndim, dtype=W.dtype)
+    if G.shape != W.shape:
+        raise ValueError(f"G must have the shape of W {W.shape}, got {G.shape}")
+    _l2_sgd_update_mv(W.reshape(-1), G.reshape(-1), float(lr), float(reg))
+    return W
+
+
+def _count_correct_mv(const floating[:, ::1] Z, const int64_t[::1] y):
+    cdef Py_ssize_t n
+    with nogil:
+        n = _count_correct(Z, y)
+    return n
+
+
+def count_correct(Z, y):
+    """Number of rows whose largest entry is at column ``y[i]`` (ties: the first wins).
+
+    Parameters
+    ----------
+    Z : ndarray of shape (B, C), float32 or float64, C-contiguous
+    y : array-like of int, shape (B,)
+
+    Returns
+    -------
+    int
+    """
+    _float_array(Z, "Z", 2)
+    if Z.shape[1] < 1:
+        raise ValueError("Z must have at least one column (class)")
+    return _count_correct_mv(Z, _labels(y, Z.shape[0], Z.shape[1]))
+
+
+def _column_sums_mv(const floating[:, ::1] G, floating[::1] out):
+    with nogil:
+        _column_sums(G, out)
+
+
+def column_sums(G, out):
+    """Column sums into ``out``: ``out := G.sum(axis=0)``.
+
+    Parameters
+    ----------
+    G : ndarray of shape (B, H), B >= 1, float32 or float64, C-contiguous
+    out : ndarray of shape (H,), same dtype, writeable
+
+    Returns
+    -------
+    out : ndarray
+    """
+    _float_array(G, "G", 2)
+    _float_array(out, "out", 1, writeable=True, dtype=G.dtype)
+    if G.shape[0] < 1:
+        raise ValueError("G must have at least one row")
+    if out.shape[0] != G.shape[1]:
+        raise ValueError(f"out must have one entry per column of G ({G.shape[1]}), got {out.shape[0]}")
+    _column_sums_mv(G, out)
+    return out
+
+
+def _gemm_mv(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
+             const floating[:, ::1] B, double beta, floating[:, ::1] C):
+    cdef int m = C.shape[0], n = C.shape[1]
+    cdef int k = A.shape[0] if trans_a else A.shape[1]
+    with nogil:
+        _gemm(trans_a, trans_b, m, n, k, <floating> alpha, &A[0, 0], <int> A.shape[1],
+              &B[0, 0], <int> B.shape[1], <floating> beta, &C[0, 0], <int> C.shape[1])
+
+
+def gemm(alpha, A, B, beta, C, trans_a=False, trans_b=False):
+    """Row-major BLAS matrix product, in place: ``C := alpha * op(A) @ op(B) + beta * C``.
+
+    The Python face of the wrapper in ``src_c/_blas.pxd`` that every matrix
+    product of the training step goes through; ``op(X)`` is ``X.T`` when
+    ``trans_X`` is true.
+
+    Parameters
+    ----------
+    alpha, beta : float
+    A, B : ndarray, 2-D, float32 or float64, C-contiguous, non-empty
+    C : ndarray of shape (op(A).shape[0], op(B).shape[1]), same dtype, writeable
+
+    Returns
+    -------
+    C : ndarray
+    """
+    _float_array(C, "C", 2, writeable=True)
+    _float_array(A, "A", 2, dtype=C.dtype)
+    _float_array(B, "B", 2, dtype=C.dtype)
+    opA = A.T if trans_a else A
+    opB = B.T if trans_b else B
+    if opA.shape[1] != opB.shape[0] or C.shape != (opA.shape[0], opB.shape[1]):
+        raise ValueError(f"shapes do not fit: op(A) {opA.shape} @ op(B) {opB.shape} into C {C.shape}")
+    if 0 in A.shape or 0 in B.shape:
+        raise ValueError("A and B must be non-empty")
+    _gemm_mv(bool(trans_a), bool(trans_b), float(alpha), A, B, float(beta), C)
+    return C
