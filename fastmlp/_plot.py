@@ -31,7 +31,7 @@ def plot_history(history, path, title=None):
     if history["loss"] and min(history["loss"]) > 0:
         ax_loss.set_yscale("log")
 
-    ax_acc.plot(epochs, history["train_acc"], label="training")
+    ax_acc.plot(epochs, history["train_acc"], label="training (during the epoch)")
     if history.get("test_acc"):
         ax_acc.plot(epochs, history["test_acc"], label="test")
     ax_acc.set_xlabel("epoch")
