@@ -9,6 +9,7 @@ in ``fastmlp.reference``; this module must agree with it.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -128,7 +129,7 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
                  &W1[0, 0], <int> H, <floating> 0, &R[0, 0], <int> H)
             bias_relu(R[:nb], b1)
             for i in range(nb):
-                Z[i, :] = b2
+                memcpy(&Z[i, 0], &b2[0], C * sizeof(floating))
             gemm(False, False, <int> nb, <int> C, <int> H, <floating> 1, &R[0, 0], <int> H,
                  &W2[0, 0], <int> C, <floating> 1, &Z[0, 0], <int> C)
 
