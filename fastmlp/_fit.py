@@ -1,9 +1,11 @@
 """``fastmlp.fit``: argument checks, initialisation, the epoch loop and its history."""
 
+import contextlib
 import numpy as np
 
 from . import reference
 from ._model import MLPModel
+from ._threads import BlasThreads, n_slices
 from ._validation import (
     check_features,
     check_float,
@@ -43,7 +45,7 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
     return tuple(out)
 
 
-def _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype):
+def _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads, blas):
     """A function ``(X, y, order, params, lr, reg) -> (data_loss, n_correct)`` for ``backend``.
 
     For ``"cython"`` the scratch memory is allocated here, once per fit.
@@ -54,7 +56,9 @@ def _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype):
         return run
 
     from . import _sgd
-    workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype)
+    slices = n_slices(n_threads, hidden, _sgd.OPENMP)
+    columns = _sgd.gemm_columns(batch_size, n_features, hidden // slices) if blas.has_small_gemm() else None
+    workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices, columns)
 
     def run(X, y, order, params, lr, reg):
         return _sgd.sgd_epoch(X, y, order, *params, workspace, lr, reg)
@@ -63,7 +67,7 @@ def _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype):
 
 def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         X_test=None, y_test=None, n_classes=None, seed=0, shuffle=True, init=None,
-        dtype=None, backend="cython", plot=None, progress=False):
+        dtype=None, backend="cython", n_threads=None, plot=None, progress=False):
     """Train a two-layer network with minibatch SGD on the seed's cost.
 
     The network is ``softmax(relu(X @ W1 + b1) @ W2 + b2)``; each minibatch step
@@ -103,6 +107,12 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         Training dtype; default float32 when X is float32, else float64.
     backend : {"cython", "numpy"}, default "cython"
         The compiled path, or the pure-NumPy reference (:mod:`fastmlp.reference`).
+    n_threads : int, optional
+        Threads for the compiled path (default: the CPUs this process may use). The
+        hidden units are split evenly between them, so the count used is the largest
+        one <= ``n_threads`` that divides ``hidden`` (with >= 8 units each). Results
+        are bitwise reproducible for a given count; another count changes the order
+        of one sum and so the last bits.
     plot : str or os.PathLike, optional
         Write the epoch plots (loss; training and test accuracy) to this PNG file.
     progress : bool, default False
@@ -129,6 +139,9 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     lr = check_float(lr, "lr", positive=True)
     reg = check_float(reg, "reg", positive=False)
+    if 2 * lr * reg >= 1:
+        raise ValueError(f"lr * reg must be < 0.5 (got lr={lr}, reg={reg}): each step scales the "
+                         f"weights by 1 - 2*lr*reg, which must stay positive; lower lr or reg")
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together (or neither)")
     if X_test is not None:
@@ -141,7 +154,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         params = init_params(rng, n_features, hidden, n_classes, dtype)
     else:
         params = _copy_init(init, n_features, hidden, n_classes, dtype)
-    run_epoch = _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype)
+    blas = BlasThreads()
+    run_epoch = _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads, blas)
 
     history = {"loss": [], "train_acc": [], "test_acc": []}
     model = MLPModel(*params, history=history, params=dict(
@@ -153,23 +167,28 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, unit="epoch", desc="fastmlp")
     in_order = np.arange(n_samples, dtype=np.int64)
+    # The compiled step runs on fastmlp's own threads and calls BLAS from each: BLAS
+    # stays single-threaded for the whole loop (the test-set evaluation included),
+    # since an idle BLAS pool spins for a while after each call and takes the cores.
+    single_blas = blas.single() if backend == "cython" else contextlib.nullcontext()
     try:
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(n_samples) if shuffle else in_order
-            data_loss, n_correct = run_epoch(X, y, order, params, lr, reg)
-            if not np.isfinite(data_loss) or not all(np.isfinite(p).all() for p in params):
-                raise FloatingPointError(
-                    f"training diverged in epoch {epoch}: the loss or the weights are no longer "
-                    f"finite; use a smaller learning rate than lr={lr}")
-            history["loss"].append(data_loss / n_samples)
-            history["train_acc"].append(n_correct / n_samples)
-            postfix = {"loss": f"{history['loss'][-1]:.4f}", "train_acc": f"{history['train_acc'][-1]:.4f}"}
-            if X_test is not None:
-                history["test_acc"].append(float(np.mean(model.predict(X_test) == y_test)))
-                postfix["test_acc"] = f"{history['test_acc'][-1]:.4f}"
-            if bar is not None:
-                bar.set_postfix(postfix, refresh=False)
-                bar.update()
+        with single_blas:
+            for epoch in range(1, epochs + 1):
+                order = rng.permutation(n_samples) if shuffle else in_order
+                data_loss, n_correct = run_epoch(X, y, order, params, lr, reg)
+                if not np.isfinite(data_loss) or not all(np.isfinite(p).all() for p in params):
+                    raise FloatingPointError(
+                        f"training diverged in epoch {epoch}: the loss or the weights are no longer "
+                        f"finite; use a smaller learning rate than lr={lr}")
+                history["loss"].append(data_loss / n_samples)
+                history["train_acc"].append(n_correct / n_samples)
+                postfix = {"loss": f"{history['loss'][-1]:.4f}", "train_acc": f"{history['train_acc'][-1]:.4f}"}
+                if X_test is not None:
+                    history["test_acc"].append(float(np.mean(model.predict(X_test) == y_test)))
+                    postfix["test_acc"] = f"{history['test_acc'][-1]:.4f}"
+                if bar is not None:
+                    bar.set_postfix(postfix, refresh=False)
+                    bar.update()
     finally:
         if bar is not None:
             bar.close()

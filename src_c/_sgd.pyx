@@ -8,6 +8,7 @@ forward/backward pass and the two weight updates going through BLAS
 in ``fastmlp.reference``; this module must agree with it.
 """
 from cython cimport floating
+from cython.parallel cimport parallel, threadid
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
@@ -22,41 +23,111 @@ from _kernels cimport (
     l2_sgd_update,
     relu_backward,
     softmax_xent_grad,
+    sum_shares,
 )
 
-__all__ = ["Workspace", "sgd_epoch"]
+__all__ = ["OPENMP", "Workspace", "gemm_columns", "sgd_epoch"]
+
+
+cdef extern from "_omp_team.h" nogil:
+    void team_barrier()      # `#pragma omp barrier` for the enclosing team
+    int team_size()          # threads in the enclosing team (1 outside one)
+    int openmp_enabled()     # whether this module was compiled with OpenMP
+
+#: Whether this build runs the slices of a step on several threads.
+OPENMP = bool(openmp_enabled())
+
+# OpenBLAS (0.3.16+, on AVX-512 cores) multiplies matrices with m*n*k <= 100**3
+# without packing them first; for the (batch, features) @ (features, columns)
+# products of a step that path is about 1.4x faster than the packed one
+# (benchmarks/gemm_shapes.py measures it). Where the BLAS has it, the two big
+# products of a step are cut into column blocks that fit it.
+SMALL_GEMM_VOLUME = 100 ** 3
+
+
+def gemm_columns(batch_size, n_features, n_columns):
+    """Widest column block (a multiple of 16) of a (batch, features) @ (features, n_columns)
+    product whose volume fits ``SMALL_GEMM_VOLUME``; all ``n_columns`` when none does."""
+    width = SMALL_GEMM_VOLUME // (batch_size * n_features) // 16 * 16
+    return min(width, n_columns) if width >= 16 else n_columns
 
 
 cdef class Workspace:
     """Scratch arrays for one fit, allocated once and reused by every minibatch.
 
+    The hidden units are split into ``n_slices`` equal slices. Slice ``s`` is
+    columns ``s*Hs:(s+1)*Hs`` of W1 (and those entries of b1) and the same rows of
+    W2, with its own part of the activations; the OpenMP thread that owns it keeps
+    it in its core's cache. The threads copy the rows of the next batch together,
+    each a part, while the current one is computed (three batch buffers rotate, so
+    no thread writes one another may still read); the only other data they
+    exchange is each slice's share of the logits, once per step. The result
+    depends on ``n_slices`` (the order in which the shares are added), not on how
+    many threads OpenMP actually provides.
+
     Parameters
     ----------
     batch_size, n_features, n_hidden, n_classes : int
     dtype : float32 or float64
+    n_slices : int, default 1
+        Must divide ``n_hidden``; the number of threads to run.
+    gemm_columns : int, optional
+        Column block of the two big products of a step (default: all the columns
+        of a slice, i.e. no blocking). See :func:`gemm_columns`.
     """
-    cdef readonly object X_batch, y_batch, hidden, logits, d_hidden, d_b1, d_b2
+    cdef readonly object X_batch, y_batch, hidden, d_hidden, logits, grad, d_b1, d_b2, totals
+    cdef readonly Py_ssize_t n_slices, gemm_columns
 
-    def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_features,
-                 Py_ssize_t n_hidden, Py_ssize_t n_classes, dtype):
+    def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_features, Py_ssize_t n_hidden,
+                 Py_ssize_t n_classes, dtype, Py_ssize_t n_slices=1, gemm_columns=None):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         for name, value in (("batch_size", batch_size), ("n_features", n_features),
-                            ("n_hidden", n_hidden), ("n_classes", n_classes)):
+                            ("n_hidden", n_hidden), ("n_classes", n_classes), ("n_slices", n_slices)):
             if not 1 <= value < 2**31:
                 raise ValueError(f"{name} must be in [1, 2**31), got {value}")
-        self.X_batch = np.empty((batch_size, n_features), dtype=dtype)   # gathered rows of X
-        self.y_batch = np.empty(batch_size, dtype=np.int64)              # their labels
-        self.hidden = np.empty((batch_size, n_hidden), dtype=dtype)      # R = relu(X W1 + b1)
-        self.logits = np.empty((batch_size, n_classes), dtype=dtype)     # A2, then dA2 = P - Y
-        self.d_hidden = np.empty((batch_size, n_hidden), dtype=dtype)    # dR, then dA1
+        if n_hidden % n_slices:
+            raise ValueError(f"n_slices ({n_slices}) must divide n_hidden ({n_hidden})")
+        S, B, Hs = n_slices, batch_size, n_hidden // n_slices
+        self.n_slices = S
+        self.gemm_columns = Hs if gemm_columns is None else min(max(int(gemm_columns), 1), Hs)
+        self.X_batch = np.empty((3, B, n_features), dtype=dtype)   # batch rows: current, next, previous
+        self.y_batch = np.empty((3, B), dtype=np.int64)            # and their labels
+        self.hidden = np.empty((S, B, Hs), dtype=dtype)            # R = relu(X W1 + b1), by slice
+        self.d_hidden = np.empty((S, B, Hs), dtype=dtype)          # dR, then dA1, by slice
+        self.logits = np.empty((2, S, B, n_classes), dtype=dtype)  # each slice's share of A2, for
+                                                                   # two steps, alternating
+        self.grad = np.empty((S, B, n_classes), dtype=dtype)       # G = softmax(A2) - Y, per thread
         self.d_b1 = np.empty(n_hidden, dtype=dtype)
         self.d_b2 = np.empty(n_classes, dtype=dtype)
+        self.totals = np.zeros(2, dtype=np.float64)                 # data loss, correct count
 
     @property
     def batch_size(self):
-        return self.X_batch.shape[0]
+        return self.X_batch.shape[1]
+
+
+cdef inline void scale_columns(floating[:, ::1] W, Py_ssize_t c0, Py_ssize_t c1,
+                               double s) noexcept nogil:
+    """W[:, c0:c1] *= s."""
+    cdef Py_ssize_t i, j
+    cdef floating f = <floating> s
+    if s == 1:
+        return
+    for i in range(W.shape[0]):
+        for j in range(c0, c1):
+            W[i, j] *= f
+
+
+cdef inline void gather_part(const floating[:, ::1] X, const int64_t[::1] y,
+                             const int64_t[::1] order, Py_ssize_t batch, Py_ssize_t B,
+                             floating[:, ::1] X_out, int64_t[::1] y_out, int t, int team) noexcept nogil:
+    """Thread t of `team` copies its share of the rows of minibatch `batch` into X_out, y_out."""
+    cdef Py_ssize_t start = batch * B
+    cdef Py_ssize_t nb = min(B, order.shape[0] - start)
+    cdef Py_ssize_t r0 = nb * t // team, r1 = nb * (t + 1) // team
+    gather_rows(X, y, order[start + r0:start + r1], X_out[r0:r1], y_out[r0:r1])
 
 
 def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1] order,
@@ -70,8 +141,16 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
         W2 := (1 - 2 lr reg) W2 - lr R.T @ G           b2 := b2 - lr G.sum(0)
         W1 := (1 - 2 lr reg) W1 - lr X.T @ dA1         b1 := b1 - lr dA1.sum(0)
 
-    which is ``W -= lr * (grad + 2 reg W)`` with the decay folded into the BLAS
-    update (``beta = 1 - 2 lr reg``), so each weight matrix is read and written once.
+    which is ``W -= lr * (grad + 2 reg W)``. The decay is applied lazily: during the
+    epoch each weight matrix is held as ``W = s * V`` with a scalar ``s``, so a step
+    multiplies ``s`` by ``1 - 2 lr reg`` and adds ``-(lr / s) * grad`` to ``V`` (a plain
+    BLAS accumulate, ``beta = 1``), and the forward products take ``alpha = s``.
+    ``W`` is written back as ``s * V`` at the end of the epoch, or sooner when ``s``
+    falls below 1/2. So the weights are swept once per product, never to decay them.
+
+    With ``workspace.n_slices`` > 1 the hidden units are split between OpenMP
+    threads (see :class:`Workspace`); the caller should keep BLAS single-threaded
+    meanwhile (``threadpoolctl``), or the two thread pools fight over the cores.
 
     Parameters
     ----------
@@ -80,6 +159,7 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
     workspace : Workspace
         Scratch of the same dtype and sizes.
     lr, reg : float
+        ``2 * lr * reg`` must be < 1.
 
     Returns
     -------
@@ -90,66 +170,132 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
     """
     cdef Py_ssize_t N = X.shape[0], D = X.shape[1], H = W1.shape[1], C = W2.shape[1]
     cdef Py_ssize_t B = workspace.batch_size
+    cdef int S = <int> workspace.n_slices
+    cdef Py_ssize_t Hs = H // S
+    cdef Py_ssize_t Wc = workspace.gemm_columns
+    cdef Py_ssize_t n_blocks = (Hs + Wc - 1) // Wc
     if W1.shape[0] != D or b1.shape[0] != H or W2.shape[0] != H or b2.shape[0] != C:
         raise ValueError("weights do not fit X: need W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)")
     if y.shape[0] != N:
         raise ValueError(f"y must have one label per row of X ({N}), got {y.shape[0]}")
-    if (workspace.X_batch.shape[1] != D or workspace.hidden.shape[1] != H
-            or workspace.logits.shape[1] != C or workspace.X_batch.dtype != np.asarray(W1).dtype):
+    if (workspace.X_batch.shape[2] != D or workspace.d_b1.shape[0] != H
+            or workspace.d_b2.shape[0] != C or workspace.X_batch.dtype != np.asarray(W1).dtype):
         raise ValueError("workspace was made for other sizes or another dtype")
+    if S > 1 and not OPENMP:
+        raise ValueError("this build has no OpenMP: use a Workspace with n_slices=1")
     # Indices are trusted inside the nogil block (bounds checks are off), so check them here.
     if order.shape[0] and (np.min(order) < 0 or np.max(order) >= N):
         raise IndexError(f"order must index rows of X in [0, {N})")
     if N and (np.min(y) < 0 or np.max(y) >= C):
         raise ValueError(f"y must hold labels in [0, {C})")
+    cdef double decay = 1.0 - 2.0 * lr * reg
+    if not decay > 0:
+        raise ValueError(f"2 * lr * reg must be < 1 (got {2 * lr * reg}): the L2 decay factor "
+                         f"1 - 2 lr reg must stay positive")
 
-    cdef floating[:, ::1] Xb = workspace.X_batch
-    cdef int64_t[::1] yb = workspace.y_batch
-    cdef floating[:, ::1] R = workspace.hidden
-    cdef floating[:, ::1] Z = workspace.logits
-    cdef floating[:, ::1] dR = workspace.d_hidden
+    cdef floating[:, :, ::1] Xb = workspace.X_batch
+    cdef int64_t[:, ::1] yb = workspace.y_batch
+    cdef floating[:, :, ::1] R = workspace.hidden
+    cdef floating[:, :, ::1] dR = workspace.d_hidden
+    cdef floating[:, :, :, ::1] Zpart = workspace.logits
+    cdef floating[:, :, ::1] G = workspace.grad
     cdef floating[::1] db1 = workspace.d_b1
     cdef floating[::1] db2 = workspace.d_b2
+    cdef double[::1] totals = workspace.totals
 
     cdef floating step = <floating> lr
-    cdef floating decay = <floating> (1.0 - 2.0 * lr * reg)
-    cdef double data_loss = 0
-    cdef Py_ssize_t n_correct = 0
     cdef Py_ssize_t M = order.shape[0]
-    cdef Py_ssize_t batch, start, nb, i
+    cdef Py_ssize_t n_batches = (M + B - 1) // B
+    # Private to each thread (assigned inside the parallel block):
+    cdef int t, team, sl, p, q
+    cdef Py_ssize_t batch, nb, i, h0, k, c
+    cdef double loss, s1, s2   # W1 = s1 * V1 and W2 = s2 * V2 (see the docstring)
 
-    with nogil:
-        for batch in range((M + B - 1) // B):
-            start = batch * B
-            nb = min(B, M - start)
-            gather_rows(X, y, order[start:start + nb], Xb[:nb], yb[:nb])
+    totals[0] = 0
+    totals[1] = 0
+    with nogil, parallel(num_threads=S):
+        # OpenMP may give fewer threads than asked (nested in another team, say):
+        # thread t then owns slices t, t + team, ..., and the result is the same.
+        t = threadid()
+        team = team_size()
+        s1 = 1
+        s2 = 1
+        gather_part(X, y, order, 0, B, Xb[0], yb[0], t, team)
+        team_barrier()
+        for batch in range(n_batches):
+            nb = min(B, M - batch * B)
+            p = batch % 2
+            q = batch % 3
 
-            # Forward. R = relu(Xb @ W1 + b1); Z = R @ W2 + b2.
-            gemm(False, False, <int> nb, <int> H, <int> D, <floating> 1, &Xb[0, 0], <int> D,
-                 &W1[0, 0], <int> H, <floating> 0, &R[0, 0], <int> H)
-            bias_relu(R[:nb], b1)
-            for i in range(nb):
-                memcpy(&Z[i, 0], &b2[0], C * sizeof(floating))
-            gemm(False, False, <int> nb, <int> C, <int> H, <floating> 1, &R[0, 0], <int> H,
-                 &W2[0, 0], <int> C, <floating> 1, &Z[0, 0], <int> C)
+            # Forward, slice by slice: R_s = relu(Xb @ W1[:, h0:h0+Hs] + b1[h0:h0+Hs]) and
+            # the slice's share of the logits, Zpart_s = R_s @ W2[h0:h0+Hs] (+ b2 in share 0).
+            sl = t
+            while sl < S:
+                h0 = sl * Hs
+                for k in range(n_blocks):
+                    c = k * Wc
+                    gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s1,
+                         &Xb[q, 0, 0], <int> D, &W1[0, h0 + c], <int> H,
+                         <floating> 0, &R[sl, 0, c], <int> Hs)
+                bias_relu(R[sl, :nb], b1[h0:h0 + Hs])
+                if sl == 0:
+                    for i in range(nb):
+                        memcpy(&Zpart[p, 0, i, 0], &b2[0], C * sizeof(floating))
+                gemm(False, False, <int> nb, <int> C, <int> Hs, <floating> s2, &R[sl, 0, 0], <int> Hs,
+                     &W2[h0, 0], <int> C, <floating> (1 if sl == 0 else 0), &Zpart[p, sl, 0, 0], <int> C)
+                sl = sl + team
 
-            # Loss, accuracy, and G = dcost/dZ = softmax(Z) - onehot(y), in place in Z.
-            n_correct += count_correct(Z[:nb], yb[:nb])
-            data_loss += softmax_xent_grad(Z[:nb], yb[:nb])
+            # This thread's part of the next batch's rows, into the buffer read two steps ago.
+            if batch + 1 < n_batches:
+                gather_part(X, y, order, batch + 1, B, Xb[(batch + 1) % 3], yb[(batch + 1) % 3], t, team)
 
-            # Backward through layer 2 with the old W2: dR = G @ W2.T, then update W2, b2.
-            gemm(False, True, <int> nb, <int> H, <int> C, <floating> 1, &Z[0, 0], <int> C,
-                 &W2[0, 0], <int> C, <floating> 0, &dR[0, 0], <int> H)
-            gemm(True, False, <int> H, <int> C, <int> nb, -step, &R[0, 0], <int> H,
-                 &Z[0, 0], <int> C, decay, &W2[0, 0], <int> C)
-            column_sums(Z[:nb], db2)
-            l2_sgd_update(b2, db2, step, <floating> 0)
+            # The one exchange per step. The shares are double-buffered by step parity:
+            # one is overwritten two steps later, after the next barrier, by which time
+            # every thread has finished reading it.
+            team_barrier()
 
-            # Backward through the ReLU and layer 1: dA1 = dR * [R > 0]; update W1, b1.
-            relu_backward(dR[:nb], R[:nb])
-            gemm(True, False, <int> D, <int> H, <int> nb, -step, &Xb[0, 0], <int> D,
-                 &dR[0, 0], <int> H, decay, &W1[0, 0], <int> H)
-            column_sums(dR[:nb], db1)
-            l2_sgd_update(b1, db1, step, <floating> 0)
+            # Every thread sums the shares in slice order, so all hold the same logits;
+            # then G = softmax(A2) - onehot(y) (thread 0 also keeps the score).
+            sum_shares(Zpart[p, :, :nb], G[t, :nb])
+            if t == 0:
+                totals[1] += count_correct(G[t, :nb], yb[q, :nb])
+            loss = softmax_xent_grad(G[t, :nb], yb[q, :nb])
+            if t == 0:
+                totals[0] += loss
+                column_sums(G[t, :nb], db2)
+                l2_sgd_update(b2, db2, step, <floating> 0)
 
-    return data_loss, n_correct
+            # Backward, slice by slice, with the old W2 rows: dR_s = G @ W2[h0:h0+Hs].T;
+            # update those rows; dA1_s = dR_s * [R_s > 0]; update W1[:, h0:h0+Hs], b1.
+            # With the decay in the scale (s := s * decay), the update of V is -(lr / s) * grad.
+            sl = t
+            while sl < S:
+                h0 = sl * Hs
+                gemm(False, True, <int> nb, <int> Hs, <int> C, <floating> s2,
+                     &G[t, 0, 0], <int> C, &W2[h0, 0], <int> C, <floating> 0, &dR[sl, 0, 0], <int> Hs)
+                gemm(True, False, <int> Hs, <int> C, <int> nb, <floating> (-lr / (s2 * decay)),
+                     &R[sl, 0, 0], <int> Hs, &G[t, 0, 0], <int> C, <floating> 1, &W2[h0, 0], <int> C)
+                relu_backward(dR[sl, :nb], R[sl, :nb])
+                for k in range(n_blocks):
+                    c = k * Wc
+                    gemm(True, False, <int> D, <int> min(Wc, Hs - c), <int> nb, <floating> (-lr / (s1 * decay)),
+                         &Xb[q, 0, 0], <int> D, &dR[sl, 0, c], <int> Hs,
+                         <floating> 1, &W1[0, h0 + c], <int> H)
+                column_sums(dR[sl, :nb], db1[h0:h0 + Hs])
+                l2_sgd_update(b1[h0:h0 + Hs], db1[h0:h0 + Hs], step, <floating> 0)
+                sl = sl + team
+            s1 *= decay
+            s2 *= decay
+
+            # Each thread owns its slices, so it writes its scales back without waiting.
+            if s1 < 0.5 or s2 < 0.5 or batch + 1 == n_batches:
+                sl = t
+                while sl < S:
+                    h0 = sl * Hs
+                    scale_columns(W1, h0, h0 + Hs, s1)
+                    scale_columns(W2[h0:h0 + Hs], 0, C, s2)
+                    sl = sl + team
+                s1 = 1
+                s2 = 1
+
+    return totals[0], int(totals[1])

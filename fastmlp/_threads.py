@@ -1,0 +1,66 @@
+"""Threads: how many the compiled step uses, and keeping BLAS out of their way.
+
+The compiled step (``fastmlp._sgd``) splits the hidden units between OpenMP
+threads and calls BLAS from each of them, so BLAS itself must run
+single-threaded meanwhile: two pools spinning for the same two cores slow each
+other down by orders of magnitude. ``threadpoolctl`` finds the BLAS libraries
+loaded in the process; their thread counts are set directly around each epoch,
+which costs microseconds (``threadpool_limits`` costs milliseconds).
+"""
+
+import contextlib
+import os
+
+from threadpoolctl import ThreadpoolController
+
+from ._validation import check_int
+
+# OpenBLAS core types that have its unpacked small-matrix GEMM path (see _sgd.gemm_columns).
+_SMALL_GEMM_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
+
+
+def available_cores():
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def n_slices(n_threads, hidden, openmp):
+    """Number of hidden-unit slices, i.e. threads, for a fit.
+
+    The largest count <= ``n_threads`` (default: the available cores) that divides
+    ``hidden`` evenly and leaves each slice at least 8 units; 1 without OpenMP.
+    """
+    wanted = available_cores() if n_threads is None else check_int(n_threads, "n_threads", minimum=1)
+    if not openmp:
+        return 1
+    for count in range(min(wanted, max(1, hidden // 8)), 0, -1):
+        if hidden % count == 0:
+            return count
+    return 1
+
+
+class BlasThreads:
+    """The BLAS libraries of this process, to be held single-threaded for a while."""
+
+    def __init__(self):
+        self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
+
+    def has_small_gemm(self):
+        """Whether the BLAS is an OpenBLAS with the small-matrix GEMM path."""
+        return any(getattr(lib, "internal_api", "") == "openblas"
+                   and str(lib.info().get("architecture", "")).lower() in _SMALL_GEMM_CORES
+                   for lib in self._libs)
+
+    @contextlib.contextmanager
+    def single(self):
+        """Run the body with every BLAS library limited to one thread, then restore."""
+        saved = [lib.num_threads for lib in self._libs]
+        try:
+            for lib in self._libs:
+                lib.set_num_threads(1)
+            yield
+        finally:
+            for lib, n in zip(self._libs, saved):
+                lib.set_num_threads(n)
