@@ -1,4 +1,4 @@
-"""The ``fastmlp`` command line: ``fastmlp demo`` (also ``python -m fastmlp demo``)."""
+"""The ``fastmlp`` command line (also ``python -m fastmlp``): ``demo`` and ``bench``."""
 
 import argparse
 import os
@@ -34,6 +34,18 @@ def demo(args):
     return 0
 
 
+def bench(args):
+    """Run the benchmark suite (fastmlp.benchmark): print the table, write md/csv/png."""
+    from fastmlp import benchmark
+
+    peers = benchmark.PEERS if not args.peers else tuple(args.peers)
+    unknown = sorted(set(peers) - set(benchmark.PEERS))
+    if unknown:
+        raise ValueError(f"--peers: unknown {unknown}; choose from {list(benchmark.PEERS)}")
+    benchmark.main(quick=args.quick, repeat=args.repeat, out=args.out, peers=peers)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastmlp", description="Fast two-layer neural networks on the CPU.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +61,19 @@ def build_parser():
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
                    help="show a progress bar (default: on a terminal)")
     p.set_defaults(func=demo)
+
+    p = sub.add_parser("bench", help="time an epoch against NumPy, PyTorch, scikit-learn and JAX",
+                       description="Time one training epoch for fastmlp and its peers in this process. "
+                                   "Unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the command to measure "
+                                   "OpenBLAS's best kernels: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+                                   "fastmlp bench")
+    p.add_argument("--quick", action="store_true", help="only the seed's shape")
+    p.add_argument("--repeat", type=int, default=5, help="timed epochs per measurement (median)")
+    p.add_argument("--out", default="benchmarks/results", help="folder for results.md/.csv/.png")
+    p.add_argument("--peers", nargs="+", metavar="PEER",
+                   help="a subset of: " + ", ".join(repr(p) for p in (
+                       "fastmlp float64", "fastmlp float32", "fastmlp numpy", "pytorch", "sklearn", "jax")))
+    p.set_defaults(func=bench)
     return parser
 
 

@@ -10,6 +10,7 @@ which costs microseconds (``threadpool_limits`` costs milliseconds).
 
 import contextlib
 import os
+import threading
 
 from threadpoolctl import ThreadpoolController
 
@@ -42,7 +43,15 @@ def n_slices(n_threads, hidden, openmp):
 
 
 class BlasThreads:
-    """The BLAS libraries of this process, to be held single-threaded for a while."""
+    """The BLAS libraries of this process, to be held single-threaded for a while.
+
+    Fits in several Python threads may overlap: the first to enter :meth:`single`
+    saves the libraries' thread counts and the last to leave restores them.
+    """
+
+    _lock = threading.Lock()
+    _holders = 0
+    _saved = None
 
     def __init__(self):
         self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
@@ -56,11 +65,31 @@ class BlasThreads:
     @contextlib.contextmanager
     def single(self):
         """Run the body with every BLAS library limited to one thread, then restore."""
-        saved = [lib.num_threads for lib in self._libs]
+        cls = BlasThreads
+        with cls._lock:
+            if cls._holders == 0:
+                cls._saved = [(lib, lib.num_threads) for lib in self._libs]
+                for lib in self._libs:
+                    _set_threads(lib, 1)
+            cls._holders += 1
         try:
-            for lib in self._libs:
-                lib.set_num_threads(1)
             yield
         finally:
-            for lib, n in zip(self._libs, saved):
-                lib.set_num_threads(n)
+            with cls._lock:
+                cls._holders -= 1
+                if cls._holders == 0:
+                    for lib, n in cls._saved:
+                        _set_threads(lib, n)
+                    cls._saved = None
+
+
+def _set_threads(lib, n):
+    """Set a BLAS library's thread count from whichever Python thread is running.
+
+    threadpoolctl (3.6+) lets only the first Python thread that limited OpenBLAS
+    change it and silently ignores the others; a fit started from a worker thread
+    must still get single-threaded BLAS (or two thread pools fight over the cores),
+    so its unguarded setter is used where it has one.
+    """
+    setter = getattr(lib, "_real_set_num_threads", None) or lib.set_num_threads
+    setter(n)

@@ -1,0 +1,11 @@
+"""Run fastmlp's benchmark suite (same as ``fastmlp bench``); see fastmlp/benchmark.py.
+
+    pip install ".[bench]"
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run_suite.py [--quick]
+"""
+import sys
+
+from fastmlp.__main__ import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", *sys.argv[1:]]))

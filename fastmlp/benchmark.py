@@ -1,0 +1,379 @@
+"""The benchmark suite: one training epoch, fastmlp against its peers, side by side.
+
+Every peer trains the same network on the same data in this one process:
+Linear(D, H) -> ReLU -> Linear(H, C), softmax cross-entropy summed over the batch,
+``reg * (||W1||^2 + ||W2||^2)``, plain SGD with learning rate ``lr``, a fresh shuffle
+per epoch. The peers:
+
+``fastmlp float64`` / ``fastmlp float32``
+    The compiled path, as :func:`fastmlp.fit` runs it.
+``fastmlp numpy``
+    The pure-NumPy reference (:mod:`fastmlp.reference`), the seed's loop.
+``pytorch``
+    ``nn.Linear``/``ReLU``/``nn.Linear``, ``cross_entropy(reduction="sum")`` plus the
+    same L2 term, ``torch.optim.SGD(lr)`` (no momentum), on the CPU.
+``sklearn``
+    ``MLPClassifier(solver="sgd", momentum=0)``, one ``partial_fit`` per epoch. It
+    averages the loss over the batch and uses the penalty ``alpha/2 * ||W||^2 / B``,
+    so its step is ``W -= lr_sk / B * (grad + alpha W)``: ``learning_rate_init =
+    lr * B`` and ``alpha = 2 * reg`` give our step exactly (the short last batch
+    of an epoch is the one exception, since it divides by its own size).
+``jax``
+    ``jax.jit`` of one epoch: a gather of the shuffled rows, then ``lax.scan`` of
+    the SGD step over the full batches (a partial last batch is left out and the
+    time scaled up to the whole epoch).
+
+Each time is the median of ``repeat`` epochs after a warm-up epoch. GFLOP/s count
+``N * (4 D H + 6 H C)`` floating-point operations per epoch (the forward and
+backward products), and "% of peak" divides by a large GEMM's GFLOP/s measured in
+this process in the same dtype. The ratio column is each peer's time over
+fastmlp float64's on the same row (2.0x: the peer takes twice as long; for
+``fastmlp float32`` it is the float32/float64 time ratio).
+
+Run it with ``fastmlp bench`` or ``python benchmarks/run_suite.py``. PyTorch,
+scikit-learn and JAX are optional (``pip install ".[bench]"``); a missing one is
+skipped. Where ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` are set in the
+environment they hold OpenBLAS to slower kernels; to measure without them, unset
+both in the command: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastmlp bench``.
+"""
+
+import csv
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import reference
+from ._fit import _epoch_runner, init_params
+from ._threads import BlasThreads, available_cores
+
+LR, REG, N_CLASSES, N_FEATURES = 1e-4, 1e-2, 10, 784
+PEERS = ("fastmlp float64", "fastmlp float32", "fastmlp numpy", "pytorch", "sklearn", "jax")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One row of the table: the data and network sizes of an epoch."""
+    label: str
+    n_samples: int
+    hidden: int
+    batch_size: int
+    n_features: int = N_FEATURES
+    n_classes: int = N_CLASSES
+
+    @property
+    def flops(self):
+        """Floating-point operations of one epoch's products: N (4 D H + 6 H C)."""
+        return self.n_samples * (4 * self.n_features * self.hidden + 6 * self.hidden * self.n_classes)
+
+
+def default_shapes(quick=False):
+    """The seed's shape, H in {64, 128, 512}, batch in {30, 256}, and N = 60,000."""
+    seed = Shape("seed (N=2580, H=128, B=30)", 2580, 128, 30)
+    if quick:
+        return [seed]
+    return [
+        seed,
+        Shape("H=64", 2580, 64, 30),
+        Shape("H=512", 2580, 512, 30),
+        Shape("B=256", 2580, 128, 256),
+        Shape("N=60000", 60000, 128, 30),
+    ]
+
+
+def synthetic_data(shape, dtype, seed=0):
+    """Pixels uniform in [-1, 1] (the seed's range) and uniform labels: timing data."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(shape.n_samples, shape.n_features)).astype(dtype)
+    y = rng.integers(0, shape.n_classes, size=shape.n_samples).astype(np.int64)
+    return X, y
+
+
+def median_time(run_epoch, repeat):
+    """Median wall time of ``repeat`` calls after one warm-up call, in seconds."""
+    run_epoch()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run_epoch()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ----------------------------------------------------------------------------- peers
+# Each maker takes (shape, dtype) and returns a zero-argument function that trains
+# one epoch, or raises ImportError when its library is missing.
+
+def make_fastmlp(shape, dtype, backend="cython"):
+    X, y = synthetic_data(shape, dtype)
+    rng = np.random.default_rng(1)
+    params = init_params(rng, shape.n_features, shape.hidden, shape.n_classes, np.dtype(dtype))
+    blas = BlasThreads()
+    run = _epoch_runner(backend, shape.batch_size, shape.n_features, shape.hidden,
+                        shape.n_classes, np.dtype(dtype), None, blas)
+
+    def epoch():
+        order = rng.permutation(shape.n_samples)
+        if backend == "cython":
+            with blas.single():
+                run(X, y, order, params, LR, REG)
+        else:
+            run(X, y, order, params, LR, REG)
+    return epoch
+
+
+def make_pytorch(shape, dtype):
+    import torch
+
+    torch_dtype = {np.float64: torch.float64, np.float32: torch.float32}[np.dtype(dtype).type]
+    X, y = synthetic_data(shape, dtype)
+    X, y = torch.from_numpy(X), torch.from_numpy(y)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(shape.n_features, shape.hidden), torch.nn.ReLU(),
+        torch.nn.Linear(shape.hidden, shape.n_classes)).to(torch_dtype)
+    W1, W2 = model[0].weight, model[2].weight
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.0)
+
+    def epoch():
+        order = torch.randperm(shape.n_samples)
+        for start in range(0, shape.n_samples, shape.batch_size):
+            rows = order[start:start + shape.batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(X[rows]), y[rows], reduction="sum")
+            loss = loss + REG * (W1.pow(2).sum() + W2.pow(2).sum())
+            loss.backward()
+            opt.step()
+    return epoch
+
+
+def make_sklearn(shape, dtype):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = synthetic_data(shape, dtype)
+    clf = MLPClassifier(hidden_layer_sizes=(shape.hidden,), solver="sgd", momentum=0.0,
+                        nesterovs_momentum=False, learning_rate="constant",
+                        learning_rate_init=LR * shape.batch_size, alpha=2 * REG,
+                        batch_size=shape.batch_size, shuffle=True, random_state=0)
+    classes = np.arange(shape.n_classes)
+
+    def epoch():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.partial_fit(X, y, classes=classes)
+    return epoch
+
+
+def make_jax(shape, dtype):
+    import jax
+    import jax.numpy as jnp
+
+    if np.dtype(dtype) == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    X, y = synthetic_data(shape, dtype)
+    X, y = jnp.asarray(X), jnp.asarray(y)
+    B = shape.batch_size
+    n_batches = shape.n_samples // B
+    rng = np.random.default_rng(1)
+    params = tuple(jnp.asarray(p) for p in init_params(
+        rng, shape.n_features, shape.hidden, shape.n_classes, np.dtype(dtype)))
+
+    def cost(params, Xb, yb):
+        W1, b1, W2, b2 = params
+        logits = jnp.maximum(Xb @ W1 + b1, 0) @ W2 + b2
+        logp = jax.nn.log_softmax(logits)
+        data = -jnp.take_along_axis(logp, yb[:, None], axis=1).sum()
+        return data + REG * (jnp.sum(W1 * W1) + jnp.sum(W2 * W2))
+
+    def step(params, batch):
+        grads = jax.grad(cost)(params, *batch)
+        return tuple(p - LR * g for p, g in zip(params, grads)), None
+
+    @jax.jit
+    def run_epoch(params, perm):
+        rows = perm[:n_batches * B]
+        Xs = X[rows].reshape(n_batches, B, shape.n_features)
+        ys = y[rows].reshape(n_batches, B)
+        params, _ = jax.lax.scan(step, params, (Xs, ys))
+        return params
+
+    state = {"params": params}
+    key = {"k": jax.random.PRNGKey(0)}
+
+    def epoch():
+        key["k"], sub = jax.random.split(key["k"])
+        perm = jax.random.permutation(sub, shape.n_samples)
+        state["params"] = run_epoch(state["params"], perm)
+        jax.block_until_ready(state["params"])
+    epoch.scale = shape.n_samples / (n_batches * B)  # time for the full epoch
+    return epoch
+
+
+MAKERS = {
+    "fastmlp float64": lambda s: make_fastmlp(s, np.float64),
+    "fastmlp float32": lambda s: make_fastmlp(s, np.float32),
+    "fastmlp numpy": lambda s: make_fastmlp(s, np.float64, backend="numpy"),
+    "pytorch": lambda s: make_pytorch(s, np.float64),
+    "sklearn": lambda s: make_sklearn(s, np.float64),
+    "jax": lambda s: make_jax(s, np.float64),
+}
+
+
+def gemm_peak(dtype, n=2048, repeat=5):
+    """GFLOP/s of the best of ``repeat`` (n x n) @ (n x n) products in ``dtype``.
+
+    Measured with SciPy's BLAS, the library fastmlp's compiled step calls, and with
+    NumPy's; the higher figure counts, so "% of peak" is not flattered.
+    """
+    from scipy.linalg import blas
+
+    rng = np.random.default_rng(0)
+    a = np.asfortranarray(rng.standard_normal((n, n)).astype(dtype))
+    b = np.asfortranarray(rng.standard_normal((n, n)).astype(dtype))
+    gemm = blas.dgemm if np.dtype(dtype) == np.float64 else blas.sgemm
+    best = np.inf
+    for product in (lambda: gemm(1.0, a, b), lambda: a @ b):
+        product()
+        for _ in range(repeat):
+            start = time.perf_counter()
+            product()
+            best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def machine_description():
+    """CPU model, cores and BLAS libraries, for labelling the results."""
+    from threadpoolctl import threadpool_info
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [f"CPU: {cpu}, {available_cores()} cores available"]
+    for lib in threadpool_info():
+        lines.append(f"{lib['user_api']}: {lib['internal_api']} {lib.get('version')} "
+                     f"({lib.get('architecture', '?')}), {lib['num_threads']} threads, "
+                     f"{os.path.basename(lib['filepath'])}")
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if var in os.environ:
+            lines.append(f"{var}={os.environ[var]} (set in the environment)")
+    return lines
+
+
+def run_suite(shapes=None, peers=PEERS, repeat=5, log=print):
+    """Time every peer on every shape. Returns ``(rows, peaks, skipped)``.
+
+    ``rows``: one dict per (shape, peer) with ``ms`` (median ms/epoch), ``gflops``
+    and ``pct_peak``; ``peaks``: GFLOP/s of a large GEMM by dtype name;
+    ``skipped``: peer name -> why (a library that is not installed).
+    """
+    shapes = default_shapes() if shapes is None else shapes
+    peaks = {name: gemm_peak(dt) for name, dt in (("float64", np.float64), ("float32", np.float32))}
+    log(f"large GEMM peak: float64 {peaks['float64']:.1f} GFLOP/s, float32 {peaks['float32']:.1f} GFLOP/s")
+    rows, skipped = [], {}
+    for shape in shapes:
+        # Few repetitions for the slow peers on big rows; at least 3 for a median.
+        for peer in peers:
+            if peer in skipped:
+                continue
+            try:
+                epoch = MAKERS[peer](shape)
+            except ImportError as exc:
+                skipped[peer] = f"not installed ({exc.name or exc})"
+                log(f"  {peer}: skipped, {skipped[peer]}")
+                continue
+            reps = repeat if shape.n_samples <= 10_000 or peer.startswith("fastmlp f") else max(3, repeat // 2)
+            seconds = median_time(epoch, reps) * getattr(epoch, "scale", 1.0)
+            dtype = "float32" if peer.endswith("float32") else "float64"
+            gflops = shape.flops / seconds / 1e9
+            rows.append({"shape": shape.label, "n_samples": shape.n_samples, "hidden": shape.hidden,
+                         "batch_size": shape.batch_size, "peer": peer, "dtype": dtype,
+                         "ms": seconds * 1e3, "gflops": gflops, "pct_peak": 100 * gflops / peaks[dtype]})
+            log(f"  {shape.label:<28} {peer:<16} {seconds * 1e3:9.2f} ms/epoch {gflops:7.1f} GFLOP/s")
+    return rows, peaks, skipped
+
+
+def ratios(rows):
+    """Per shape: each peer's time over fastmlp float64's (how many times slower the peer is)."""
+    base = {r["shape"]: r["ms"] for r in rows if r["peer"] == "fastmlp float64"}
+    return {(r["shape"], r["peer"]): r["ms"] / base[r["shape"]] for r in rows if r["shape"] in base}
+
+
+def markdown_table(rows, peaks, header_lines=()):
+    """The results as a Markdown table, one row per shape and peer."""
+    ratio = ratios(rows)
+    out = [f"- {line}" for line in header_lines]
+    out.append(f"- large GEMM peak: float64 {peaks['float64']:.1f} GFLOP/s, "
+               f"float32 {peaks['float32']:.1f} GFLOP/s")
+    out += ["", "| shape | peer | ms/epoch | GFLOP/s | % of peak | time / fastmlp float64 |",
+            "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['shape']} | {r['peer']} | {r['ms']:.2f} | {r['gflops']:.1f} | "
+                   f"{r['pct_peak']:.0f}% | {ratio.get((r['shape'], r['peer']), float('nan')):.2f}x |")
+    return "\n".join(out) + "\n"
+
+
+def write_results(rows, peaks, folder, header_lines=()):
+    """Write ``results.md``, ``results.csv`` and ``results.png`` into ``folder``; return their paths."""
+    os.makedirs(folder, exist_ok=True)
+    md = os.path.join(folder, "results.md")
+    with open(md, "w") as f:
+        f.write(markdown_table(rows, peaks, header_lines))
+    csv_path = os.path.join(folder, "results.csv")
+    ratio = ratios(rows)
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["shape", "n_samples", "hidden", "batch_size", "peer", "dtype",
+                         "ms_per_epoch", "gflops", "pct_of_peak", "time_over_fastmlp_float64"])
+        for r in rows:
+            writer.writerow([r["shape"], r["n_samples"], r["hidden"], r["batch_size"], r["peer"],
+                             r["dtype"], f"{r['ms']:.4f}", f"{r['gflops']:.3f}", f"{r['pct_peak']:.2f}",
+                             f"{ratio.get((r['shape'], r['peer']), float('nan')):.4f}"])
+    png = os.path.join(folder, "results.png")
+    _chart(rows, png)
+    return md, csv_path, png
+
+
+def _chart(rows, path):
+    """Grouped bars of GFLOP/s per shape and peer (object API; pyplot untouched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    peers = list(dict.fromkeys(r["peer"] for r in rows))
+    value = {(r["shape"], r["peer"]): r["gflops"] for r in rows}
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(peers))
+    for i, peer in enumerate(peers):
+        xs = [j + i * width for j in range(len(shapes))]
+        ax.bar(xs, [value.get((s, peer), 0.0) for s in shapes], width, label=peer)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))], shapes, fontsize=8)
+    ax.set_ylabel("GFLOP/s (higher is faster)")
+    ax.set_title("one training epoch, Linear-ReLU-Linear, SGD")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, format="png", dpi=100)
+
+
+def main(quick=False, repeat=5, out="benchmarks/results", peers=PEERS, log=print):
+    """Run the suite, print the table, write the files. Returns the rows."""
+    header = machine_description()
+    for line in header:
+        log(f"# {line}")
+    rows, peaks, skipped = run_suite(default_shapes(quick), peers, repeat, log)
+    header += [f"{peer}: {why}" for peer, why in skipped.items()]
+    log("")
+    log(markdown_table(rows, peaks, header))
+    for path in write_results(rows, peaks, out, header):
+        log(f"wrote {path}")
+    return rows

@@ -1,0 +1,83 @@
+"""The benchmark suite's plumbing and its peer mapping (no timing is asserted here)."""
+
+import csv
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from fastmlp import benchmark, reference
+from fastmlp.__main__ import main
+
+
+def test_sklearn_mapping_takes_our_sgd_step():
+    """learning_rate_init = lr * B and alpha = 2 * reg make MLPClassifier take the seed's step."""
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    N, D, H, C, lr, reg = 12, 5, 4, 3, 1e-2, 0.3
+    X = rng.standard_normal((N, D))
+    y = np.arange(N) % C
+    clf = MLPClassifier(hidden_layer_sizes=(H,), solver="sgd", momentum=0.0, nesterovs_momentum=False,
+                        learning_rate="constant", learning_rate_init=lr * N, alpha=2 * reg,
+                        batch_size=N, shuffle=False, random_state=0)
+    clf.partial_fit(X, y, classes=np.arange(C))          # sets up the network
+    params = (rng.standard_normal((D, H)), rng.standard_normal(H),
+              rng.standard_normal((H, C)), rng.standard_normal(C))
+    clf.coefs_ = [params[0].copy(), params[2].copy()]
+    clf.intercepts_ = [params[1].copy(), params[3].copy()]
+    clf.partial_fit(X, y)                                 # one step on the whole batch
+
+    reference.sgd_step(X, y, params, lr, reg)
+    for ours, theirs in zip(params, (clf.coefs_[0], clf.intercepts_[0], clf.coefs_[1], clf.intercepts_[1])):
+        assert_allclose(theirs, ours, rtol=1e-12, atol=1e-14)
+
+
+def test_shapes_and_flop_count():
+    seed = benchmark.default_shapes(quick=True)[0]
+    assert (seed.n_samples, seed.hidden, seed.batch_size, seed.n_features) == (2580, 128, 30, 784)
+    assert seed.flops == 2580 * (4 * 784 * 128 + 6 * 128 * 10)
+    labels = [s.label for s in benchmark.default_shapes()]
+    assert {"H=64", "H=512", "B=256", "N=60000"} <= set(labels)
+
+
+def test_tables_and_files(tmp_path):
+    rows = [
+        {"shape": "s", "n_samples": 10, "hidden": 4, "batch_size": 2, "peer": "fastmlp float64",
+         "dtype": "float64", "ms": 2.0, "gflops": 50.0, "pct_peak": 50.0},
+        {"shape": "s", "n_samples": 10, "hidden": 4, "batch_size": 2, "peer": "pytorch",
+         "dtype": "float64", "ms": 7.0, "gflops": 14.3, "pct_peak": 14.3},
+    ]
+    peaks = {"float64": 100.0, "float32": 200.0}
+    assert benchmark.ratios(rows) == {("s", "fastmlp float64"): 1.0, ("s", "pytorch"): 3.5}
+    md, csv_path, png = benchmark.write_results(rows, peaks, tmp_path / "out", ["CPU: test"])
+    text = open(md).read()
+    assert "| s | pytorch | 7.00 | 14.3 | 14% | 3.50x |" in text and "- CPU: test" in text
+    with open(csv_path) as f:
+        table = list(csv.DictReader(f))
+    assert [r["peer"] for r in table] == ["fastmlp float64", "pytorch"]
+    assert float(table[1]["time_over_fastmlp_float64"]) == pytest.approx(3.5)
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_command_runs_and_reports_missing_peers(tmp_path, capsys, monkeypatch):
+    small = benchmark.Shape("tiny", 90, 16, 30, n_features=20)
+    monkeypatch.setattr(benchmark, "default_shapes", lambda quick=False: [small])
+    monkeypatch.setattr(benchmark, "gemm_peak", lambda dtype, n=2048, repeat=5: 1.0)
+
+    def missing(shape):
+        raise ImportError("no module named 'torch'", name="torch")
+    monkeypatch.setitem(benchmark.MAKERS, "pytorch", missing)
+    out = tmp_path / "results"
+    assert main(["bench", "--quick", "--repeat", "1", "--out", str(out),
+                 "--peers", "fastmlp float64", "fastmlp numpy", "pytorch"]) == 0
+    printed = capsys.readouterr().out
+    assert "pytorch: skipped, not installed (torch)" in printed
+    with open(out / "results.csv") as f:
+        peers = [r["peer"] for r in csv.DictReader(f)]
+    assert peers == ["fastmlp float64", "fastmlp numpy"]
+
+
+def test_bench_rejects_unknown_peer(tmp_path, capsys):
+    assert main(["bench", "--peers", "tensorflow", "--out", str(tmp_path)]) == 1
+    assert "--peers" in capsys.readouterr().err
