@@ -22,7 +22,8 @@ def test_demo_options_and_module_entry(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "fastmlp", "demo", "--epochs", "2", "--hidden", "8",
          "--batch-size", "64", "--lr", "1e-3", "--reg", "0", "--seed", "3", "--out", str(out_dir)],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120,
+        cwd=tmp_path)  # not the source tree, whose fastmlp/ has no compiled modules
     assert proc.returncode == 0, proc.stderr
     assert "hidden=8 epochs=2 batch_size=64 lr=0.001 reg=0.0 seed=3" in proc.stdout
     assert (out_dir / "epoch_plots.png").exists()
