@@ -7,6 +7,7 @@ from . import reference
 from ._model import MLPModel
 from ._threads import BlasThreads, n_slices
 from ._validation import (
+    all_finite,
     check_features,
     check_float,
     check_int,
@@ -176,7 +177,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(n_samples) if shuffle else in_order
                 data_loss, n_correct = run_epoch(X, y, order, params, lr, reg)
-                if not np.isfinite(data_loss) or not all(np.isfinite(p).all() for p in params):
+                if not np.isfinite(data_loss) or not all(all_finite(p) for p in params):
                     raise FloatingPointError(
                         f"training diverged in epoch {epoch}: the loss or the weights are no longer "
                         f"finite; use a smaller learning rate than lr={lr}")

@@ -45,10 +45,23 @@ def check_features(X, name, dtype, n_features=None):
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity; remove or impute those values "
                          f"(e.g. sklearn.impute.SimpleImputer) before fitting")
     return arr
+
+
+def all_finite(arr, block_rows=4096):
+    """Whether a float array holds no NaN or infinity, without an array-sized temporary.
+
+    Its sum is finite exactly when every entry is, unless the sum overflows; only
+    then are the rows checked, a block at a time.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr, dtype=np.float64)):
+            return True
+    rows = arr.reshape(len(arr), -1) if arr.ndim else arr.reshape(1, 1)
+    return all(np.isfinite(rows[i:i + block_rows]).all() for i in range(0, len(rows), block_rows))
 
 
 def check_labels(y, name, n_samples, n_classes=None):

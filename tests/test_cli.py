@@ -1,8 +1,10 @@
 """The command line: ``fastmlp demo`` and ``python -m fastmlp``."""
 
+import os
 import subprocess
 import sys
 
+import fastmlp
 from fastmlp.__main__ import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -22,8 +24,9 @@ def test_demo_options_and_module_entry(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "fastmlp", "demo", "--epochs", "2", "--hidden", "8",
          "--batch-size", "64", "--lr", "1e-3", "--reg", "0", "--seed", "3", "--out", str(out_dir)],
-        capture_output=True, text=True, timeout=120,
-        cwd=tmp_path)  # not the source tree, whose fastmlp/ has no compiled modules
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        # the fastmlp this test imported, wherever it is installed
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(fastmlp.__file__))})
     assert proc.returncode == 0, proc.stderr
     assert "hidden=8 epochs=2 batch_size=64 lr=0.001 reg=0.0 seed=3" in proc.stdout
     assert (out_dir / "epoch_plots.png").exists()
