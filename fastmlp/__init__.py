@@ -13,5 +13,6 @@ from . import kernels, reference
 from ._fit import fit
 from ._model import MLPModel, load
 from ._version import __version__
+from .estimator import MLPClassifier
 
-__all__ = ["fit", "load", "MLPModel", "kernels", "reference", "__version__"]
+__all__ = ["fit", "load", "MLPModel", "MLPClassifier", "kernels", "reference", "__version__"]

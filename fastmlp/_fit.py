@@ -1,6 +1,7 @@
 """``fastmlp.fit``: argument checks, initialisation, the epoch loop and its history."""
 
 import contextlib
+import numbers
 import numpy as np
 
 from . import reference
@@ -96,8 +97,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         Held-out data; its accuracy after every epoch goes into ``history["test_acc"]``.
     n_classes : int, optional
         C; default ``max(y) + 1``.
-    seed : int or None, default 0
-        Seeds one ``numpy.random.Generator`` that draws the initial weights
+    seed : int, numpy.random.Generator or None, default 0
+        Seeds one ``numpy.random.Generator`` (or is that Generator) that draws the initial weights
         (He-normal ``W1 ~ N(0, 2/D)``, ``W2 ~ N(0, 2/H)``, zero biases) and then
         each epoch's shuffle; the same for both backends.
     shuffle : bool, default True
@@ -161,7 +162,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     history = {"loss": [], "train_acc": [], "test_acc": []}
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
-        seed=seed, shuffle=bool(shuffle), dtype=dtype.name, backend=backend))
+        seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
+        shuffle=bool(shuffle), dtype=dtype.name, backend=backend))
 
     bar = None
     if progress:

@@ -34,12 +34,20 @@ class MLPModel:
         (accuracy on ``X_test`` after the epoch; empty without ``X_test``).
     params : dict
         The hyperparameters the model was trained with.
+    classes : ndarray of shape (n_classes,) or None
+        The label of each output; None means the labels are ``0..n_classes-1``.
     """
 
-    def __init__(self, W1, b1, W2, b2, history=None, params=None):
+    def __init__(self, W1, b1, W2, b2, history=None, params=None, classes=None):
         self.W1, self.b1, self.W2, self.b2 = W1, b1, W2, b2
         self.history = history if history is not None else {"loss": [], "train_acc": [], "test_acc": []}
         self.params = dict(params or {})
+        if classes is not None:
+            classes = np.asarray(classes)
+            if classes.shape != (W2.shape[1],):
+                raise ValueError(f"classes must hold one label per output ({W2.shape[1]}), "
+                                 f"got shape {classes.shape}")
+        self.classes = classes
 
     @property
     def n_features(self):
@@ -74,13 +82,20 @@ class MLPModel:
         return reference.softmax(self.decision_function(X))
 
     def predict(self, X):
-        """The most probable class of each row, as int64 labels 0..n_classes-1."""
-        return np.argmax(self.decision_function(X), axis=1)
+        """The most probable class of each row: int64 labels 0..n_classes-1, or the
+        entries of ``classes`` when the model has them."""
+        index = np.argmax(self.decision_function(X), axis=1)
+        return index if self.classes is None else self.classes[index]
 
     def score(self, X, y):
         """Accuracy: the fraction of rows of ``X`` whose predicted class is ``y``."""
         pred = self.predict(X)
-        labels, _ = check_labels(y, "y", pred.shape[0], self.n_classes)
+        if self.classes is None:
+            labels, _ = check_labels(y, "y", pred.shape[0], self.n_classes)
+        else:
+            labels = np.asarray(y)
+            if labels.shape != pred.shape:
+                raise ValueError(f"y must hold one label per row of X ({pred.shape[0]}), got shape {labels.shape}")
         return float(np.mean(pred == labels))
 
     def save(self, path):
@@ -100,6 +115,7 @@ class MLPModel:
             "n_features": self.n_features,
             "hidden": self.W1.shape[1],
             "n_classes": self.n_classes,
+            "classes": None if self.classes is None else _json_labels(self.classes),
             "params": self.params,
             "history": self.history,
         }
@@ -168,7 +184,20 @@ def load(path):
                              f"expected {shape} and {dtype}")
         if not np.isfinite(arr).all():
             raise ValueError(f"{path!r}: {name} contains NaN or infinity")
+    classes = metadata.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or len(classes) != C:
+            raise ValueError(f"{path!r}: its metadata lists {classes!r} as classes; expected {C} labels")
+        classes = np.asarray(classes)
     history = metadata.get("history") or {}
     return MLPModel(*(np.ascontiguousarray(contents[n]) for n in _WEIGHTS),
                     history={k: list(history.get(k, [])) for k in ("loss", "train_acc", "test_acc")},
-                    params=metadata.get("params") or {})
+                    params=metadata.get("params") or {}, classes=classes)
+
+
+def _json_labels(classes):
+    """Class labels as a JSON list: ints, floats, strings or bools, nothing else."""
+    labels = classes.tolist()
+    if not all(isinstance(c, (int, float, str, bool)) for c in labels):
+        raise TypeError(f"classes must be numbers or strings to be saved, got {classes.dtype}")
+    return labels

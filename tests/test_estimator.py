@@ -1,0 +1,131 @@
+"""fastmlp.MLPClassifier: scikit-learn's own estimator checks and the ecosystem around it."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import fastmlp
+from fastmlp import MLPClassifier
+
+
+@parametrize_with_checks([MLPClassifier(), MLPClassifier(backend="numpy", hidden=16)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from fastmlp.data import load_digits_split
+    return load_digits_split(seed=0)
+
+
+def test_same_model_as_fit_for_an_int_random_state(digits):
+    X, y, _, _ = digits
+    clf = MLPClassifier(hidden=32, epochs=3, random_state=7).fit(X, y)
+    model = fastmlp.fit(X, y, hidden=32, epochs=3, seed=7)
+    for ours, theirs in zip((clf.W1_, clf.b1_, clf.W2_, clf.b2_), (model.W1, model.b1, model.W2, model.b2)):
+        assert_array_equal(ours, theirs)
+    assert clf.history_["loss"] == model.history["loss"]
+
+
+def test_string_labels_round_trip_through_classes(digits, tmp_path):
+    X, y, X_test, y_test = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    clf = MLPClassifier(epochs=30, lr=1e-3, random_state=0).fit(X, names[y])
+    assert_array_equal(clf.classes_, np.sort(names))
+    pred = clf.predict(X_test)
+    assert pred.dtype.kind == "U" and set(pred) <= set(names)
+    assert clf.score(X_test, names[y_test]) > 0.9
+    P = clf.predict_proba(X_test)
+    assert_array_equal(clf.classes_[np.argmax(P, axis=1)], pred)
+
+    path = tmp_path / "model.npz"
+    clf.to_model().save(path)
+    loaded = fastmlp.load(path)
+    assert_array_equal(loaded.classes, clf.classes_)
+    assert_array_equal(loaded.predict(X_test), pred)
+
+
+def test_pipeline_and_grid_search_in_parallel(digits):
+    X, y, X_test, y_test = digits
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden=32, epochs=20, random_state=0, n_threads=1))
+    search = GridSearchCV(pipe, {"mlpclassifier__lr": [1e-4, 1e-3]}, cv=2, n_jobs=2)
+    search.fit(X, y)
+    assert search.best_params_["mlpclassifier__lr"] in (1e-4, 1e-3)
+    assert search.score(X_test, y_test) > 0.9
+    # the search's winner is what a plain fit with those parameters gives
+    best = clone(pipe).set_params(**search.best_params_).fit(X, y)
+    assert_array_equal(best.predict(X_test), search.predict(X_test))
+
+
+def test_partial_fit_is_one_epoch_per_call(digits):
+    X, y, _, _ = digits
+    clf = MLPClassifier(hidden=16, random_state=3)
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X, y)
+    for calls in range(1, 4):
+        clf.partial_fit(X, y, classes=np.arange(10))
+        assert len(clf.history_["loss"]) == calls
+    # three partial_fit calls walk the same path as fit(epochs=3): one RNG stream
+    full = MLPClassifier(hidden=16, epochs=3, random_state=3).fit(X, y)
+    assert_array_equal(clf.W1_, full.W1_)
+    assert clf.history_["loss"] == full.history_["loss"]
+    with pytest.raises(ValueError, match="not seen"):
+        clf.partial_fit(X[:5], np.full(5, 11))
+    with pytest.raises(ValueError, match="features"):
+        clf.partial_fit(X[:, :10], y)
+
+
+def test_partial_fit_accepts_a_subset_of_classes_per_call(digits):
+    X, y, _, _ = digits
+    clf = MLPClassifier(hidden=16, random_state=0)
+    clf.partial_fit(X[y < 5], y[y < 5], classes=np.arange(10))
+    clf.partial_fit(X[y >= 5], y[y >= 5])
+    assert clf.predict_proba(X[:3]).shape == (3, 10)
+
+
+def test_warm_start_continues_from_the_weights(digits):
+    X, y, _, _ = digits
+    clf = MLPClassifier(hidden=16, epochs=2, random_state=0, warm_start=True).fit(X, y)
+    first = tuple(w.copy() for w in (clf.W1_, clf.b1_, clf.W2_, clf.b2_))
+    clf.fit(X, y)
+    assert len(clf.history_["loss"]) == 4
+    # the second fit is fit(init=the first fit's weights), shuffled by a fresh random_state stream
+    expected = fastmlp.fit(X, y, hidden=16, epochs=2, seed=0, init=first)
+    for ours, theirs in zip((clf.W1_, clf.b1_, clf.W2_, clf.b2_), (expected.W1, expected.b1, expected.W2, expected.b2)):
+        assert_array_equal(ours, theirs)
+    with pytest.raises(ValueError, match="classes"):
+        clf.fit(X[y < 9], np.where(y[y < 9] == 0, 42, y[y < 9]))
+
+    cold = MLPClassifier(hidden=16, epochs=2, random_state=0).fit(X, y)
+    cold.fit(X, y)
+    assert len(cold.history_["loss"]) == 2
+    assert_array_equal(cold.W1_, first[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_read_only_and_memmapped_input(dtype, tmp_path, digits):
+    X, y, X_test, _ = digits
+    X = X.astype(dtype)
+    path = tmp_path / "X.dat"
+    mm = np.memmap(path, dtype=dtype, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    ro = np.memmap(path, dtype=dtype, mode="r", shape=X.shape)
+    a = MLPClassifier(hidden=16, epochs=2, random_state=0).fit(ro, y)
+    b = MLPClassifier(hidden=16, epochs=2, random_state=0).fit(X.copy(), y)
+    assert a.W1_.dtype == dtype
+    assert_array_equal(a.W1_, b.W1_)
+
+
+def test_float32_input_trains_in_float32(digits):
+    X, y, _, _ = digits
+    clf = MLPClassifier(hidden=16, epochs=1, random_state=0).fit(X.astype(np.float32), y)
+    assert clf.W1_.dtype == np.float32
+    clf64 = MLPClassifier(hidden=16, epochs=1, random_state=0, dtype="float64").fit(X.astype(np.float32), y)
+    assert clf64.W1_.dtype == np.float64
