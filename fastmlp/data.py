@@ -1,10 +1,48 @@
-"""Data sets for fastmlp: scikit-learn's bundled digits, scaled the seed's way."""
+"""Data sets and file loaders for fastmlp.
+
+* :func:`load_digits_split` -- scikit-learn's bundled 8x8 digits, scaled the
+  seed's way (pixels onto ``[-1, 1]``) and split into training and test sets.
+* :func:`load_idx` -- MNIST's IDX files (raw or gzip-compressed), scaled the same way.
+* :func:`load_npz` -- ``X`` and ``y`` from a NumPy ``.npz`` archive (never unpickles).
+* :func:`load_csv` -- a numeric CSV file with one sample per row and a label column.
+* :func:`scale_pixels` -- map intensities ``0..max_value`` onto ``[-1, 1]``.
+
+Every loader checks its file and raises ``FileNotFoundError`` for a missing file
+and ``ValueError`` for a damaged or malformed one, with a message that names the
+file, says what is wrong and how to fix it.
+"""
+
+import csv
+import gzip
+import math
+import numbers
+import os
+import struct
+import zipfile
+import zlib
 
 import numpy as np
 
+from ._validation import all_finite
+
+__all__ = ["scale_pixels", "load_digits_split", "load_idx", "load_npz", "load_csv"]
+
 
 def scale_pixels(images, max_value):
-    """Map pixel intensities ``0..max_value`` linearly onto ``[-1, 1]`` (the seed's range), as float64."""
+    """Map pixel intensities ``0..max_value`` linearly onto ``[-1, 1]`` (the seed's range).
+
+    Parameters
+    ----------
+    images : array-like
+        Pixel intensities in ``0..max_value``, any shape.
+    max_value : float
+        The intensity that maps to 1 (0 maps to -1).
+
+    Returns
+    -------
+    ndarray of float64
+        ``images * (2 / max_value) - 1``, same shape as ``images``.
+    """
     return np.asarray(images, dtype=np.float64) * (2.0 / max_value) - 1.0
 
 
@@ -14,6 +52,13 @@ def load_digits_split(test_fraction=0.25, seed=0):
     The split is fixed by ``seed``: a permutation from
     ``numpy.random.default_rng(seed)``; the first ``1 - test_fraction`` of it is
     the training set.
+
+    Parameters
+    ----------
+    test_fraction : float, default 0.25
+        Fraction of the images held out as the test set.
+    seed : int, default 0
+        Seed of the permutation that splits the images.
 
     Returns
     -------
@@ -29,3 +74,415 @@ def load_digits_split(test_fraction=0.25, seed=0):
     n_train = int(round(len(X) * (1 - test_fraction)))
     train, test = order[:n_train], order[n_train:]
     return X[train], y[train], X[test], y[test]
+
+
+def _fspath(path, name):
+    """``path`` as a str or bytes file system path; TypeError naming ``name`` otherwise."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), "
+                        f"got {type(path).__name__}") from None
+
+
+# ---------------------------------------------------------------------------- IDX
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_IDX_TYPES = {0x08: "unsigned bytes", 0x09: "signed bytes", 0x0B: "int16", 0x0C: "int32",
+              0x0D: "float32", 0x0E: "float64"}
+_IDX_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions: n, rows, cols
+_IDX_LABELS = 0x00000801  # unsigned bytes, 1 dimension: n
+
+
+def _describe_idx_magic(magic):
+    """What a 4-byte IDX magic number says about the file, for error messages."""
+    if magic == _IDX_IMAGES:
+        return "an IDX image file (magic 0x00000803)"
+    if magic == _IDX_LABELS:
+        return "an IDX label file (magic 0x00000801)"
+    kind, ndim = (magic >> 8) & 0xFF, magic & 0xFF
+    if magic >> 16 == 0 and kind in _IDX_TYPES:
+        return f"an IDX file of {_IDX_TYPES[kind]} with {ndim} dimension(s) (magic 0x{magic:08X})"
+    return f"not an IDX file (its first 4 bytes are 0x{magic:08X})"
+
+
+def _read_maybe_gzip(path, name):
+    """All bytes of ``path``, decompressed when it starts with the gzip magic ``1f 8b``.
+
+    Returns ``(data, compressed)``. The file is read once; a damaged gzip stream
+    raises ValueError naming the file.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{name} file {path!r} does not exist; check the path "
+                                f"(MNIST's files are e.g. t10k-images-idx3-ubyte.gz)") from None
+    with f:
+        compressed = f.read(2) == _GZIP_MAGIC
+        f.seek(0)
+        if not compressed:
+            return f.read(), False
+        try:
+            with gzip.GzipFile(fileobj=f, mode="rb") as stream:
+                return stream.read(), True
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise ValueError(f"{name} file {path!r} is a damaged gzip file ({exc}); "
+                             f"it is truncated or corrupt, download it again") from None
+
+
+def _parse_idx(data, compressed, path, name, magic, dims_names):
+    """The uint8 array (a view of ``data``) and dimensions of an IDX file, fully checked."""
+    where = " after decompression" if compressed else ""
+    expected = _describe_idx_magic(magic)
+    if len(data) == 0:
+        raise ValueError(f"{name} file {path!r} is empty{where}; expected {expected}")
+    if len(data) < 4:
+        raise ValueError(f"{name} file {path!r} is too short ({len(data)} bytes{where}) to hold an "
+                         f"IDX magic number; expected {expected}")
+    (found,) = struct.unpack_from(">I", data)
+    if found != magic:
+        hint = ""
+        if {found, magic} == {_IDX_IMAGES, _IDX_LABELS}:
+            hint = "; did you swap the images and labels arguments?"
+        raise ValueError(f"{name} file {path!r} is {_describe_idx_magic(found)}, expected {expected}{hint}")
+    header_size = 4 * (1 + len(dims_names))
+    if len(data) < header_size:
+        raise ValueError(f"{name} file {path!r} is truncated: {len(data)} bytes{where}, shorter than "
+                         f"its {header_size}-byte header; download it again")
+    dims = struct.unpack_from(">" + "I" * len(dims_names), data, 4)
+    n_bytes = math.prod(dims)
+    held = len(data) - header_size
+    shape = " x ".join(f"{d} {dim_name}" for d, dim_name in zip(dims, dims_names))
+    if held < n_bytes:
+        raise ValueError(f"{name} file {path!r} is truncated: its header announces {shape} = "
+                         f"{n_bytes} data bytes but only {held} follow{where}; download it again")
+    if held > n_bytes:
+        raise ValueError(f"{name} file {path!r} has {held - n_bytes} unexpected trailing byte(s){where}: "
+                         f"its header announces {shape} = {n_bytes} data bytes but {held} follow; "
+                         f"the file is damaged or not an IDX file, download it again")
+    return np.frombuffer(data, dtype=np.uint8, count=n_bytes, offset=header_size), dims
+
+
+def load_idx(images, labels):
+    """Read a pair of MNIST IDX files: images as features in ``[-1, 1]``, and their labels.
+
+    The layout is that of http://yann.lecun.com/exdb/mnist/: big-endian int32
+    magic ``0x00000803`` then the counts ``n, rows, cols`` and ``n * rows * cols``
+    unsigned bytes for images; magic ``0x00000801``, ``n`` and ``n`` unsigned bytes
+    for labels. Each file may be raw or gzip-compressed (recognised by its first
+    two bytes ``1f 8b``, whatever its name) and is read once.
+
+    Parameters
+    ----------
+    images : str or os.PathLike
+        The image file, e.g. ``t10k-images-idx3-ubyte.gz``.
+    labels : str or os.PathLike
+        The matching label file, e.g. ``t10k-labels-idx1-ubyte.gz``.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n, rows * cols)
+        One flattened image per row (row-major pixels), intensities ``0..255``
+        mapped onto ``[-1, 1]`` with :func:`scale_pixels`.
+    y : ndarray of int64, shape (n,)
+        The label bytes, as stored (any value 0..255 is accepted).
+
+    Raises
+    ------
+    FileNotFoundError
+        When a file does not exist.
+    ValueError
+        When a file is empty, not an IDX file of the expected kind (e.g. images
+        and labels swapped), shorter or longer than its header says, or a damaged
+        gzip stream; or when the two files hold different numbers of samples.
+    """
+    images = _fspath(images, "images")
+    labels = _fspath(labels, "labels")
+    data, compressed = _read_maybe_gzip(images, "images")
+    pixels, (n_images, rows, cols) = _parse_idx(data, compressed, images, "images", _IDX_IMAGES,
+                                                ("images", "rows", "columns"))
+    data, compressed = _read_maybe_gzip(labels, "labels")
+    label_bytes, (n_labels,) = _parse_idx(data, compressed, labels, "labels", _IDX_LABELS, ("labels",))
+    if n_images != n_labels:
+        raise ValueError(f"images file {images!r} holds {n_images} images but labels file {labels!r} "
+                         f"holds {n_labels} labels; pass the label file that belongs to these images")
+    X = scale_pixels(pixels.reshape(n_images, rows * cols), 255)
+    y = label_bytes.astype(np.int64)
+    return X, y
+
+
+# ---------------------------------------------------------------------------- NPZ
+
+def load_npz(path):
+    """Read features ``X`` and labels ``y`` from a NumPy ``.npz`` archive.
+
+    The archive is opened with ``allow_pickle=False``: object arrays are refused,
+    so loading can never run code. Arrays other than ``X`` and ``y`` are ignored.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An archive written e.g. by ``numpy.savez(path, X=X, y=y)``.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n_samples, n_features)
+        ``X`` as stored (no scaling), converted to float64.
+    y : ndarray, shape (n_samples,)
+        ``y`` as stored, in its own dtype (integers, or e.g. strings).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the file is not an ``.npz`` archive or is damaged; when ``X`` or ``y``
+        is missing or an object array; when ``X`` is not a non-empty 2-D array of
+        real numbers, or holds NaN or infinity; when ``y`` is not 1-D with one
+        label per row of ``X``.
+    """
+    path = _fspath(path, "path")
+    fix = "write one with numpy.savez(path, X=X, y=y)"
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"npz file {path!r} does not exist; check the path") from None
+    except EOFError:
+        raise ValueError(f"npz file {path!r} is empty; {fix}") from None
+    except ValueError:  # neither zip nor .npy: numpy would try to unpickle it
+        raise ValueError(f"{path!r} is not an .npz archive (it is neither a zip archive nor a "
+                         f".npy file); {fix}") from None
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"npz file {path!r} is a damaged zip archive ({exc}); {fix}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} is a single-array .npy file, not an .npz archive with X and y; {fix}")
+
+    with npz:
+        missing = [name for name in ("X", "y") if name not in npz.files]
+        if missing:
+            raise ValueError(f"npz file {path!r} has no array {' or '.join(map(repr, missing))} "
+                             f"(it holds {sorted(npz.files)}); {fix}")
+        arrays = {}
+        for name in ("X", "y"):
+            try:
+                arrays[name] = npz[name]
+            except ValueError as exc:
+                if "pickle" in str(exc) or "Object arrays" in str(exc):
+                    raise ValueError(f"npz file {path!r}: array {name!r} is an object array, which is "
+                                     f"refused (loading it would unpickle, which can run code); store X "
+                                     f"as numbers and y as numbers or strings") from None
+                raise ValueError(f"npz file {path!r}: array {name!r} cannot be read ({exc})") from None
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                raise ValueError(f"npz file {path!r} is damaged: array {name!r} cannot be read "
+                                 f"({exc}); {fix}") from None
+    X, y = arrays["X"], arrays["y"]
+
+    if X.ndim != 2:
+        raise ValueError(f"npz file {path!r}: X must be 2-D (n_samples, n_features), got shape {X.shape}; "
+                         f"save X.reshape(len(X), -1) instead")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"npz file {path!r}: X must hold real numbers, got dtype {X.dtype}; "
+                         f"save numpy.asarray(X, dtype=float) instead")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"npz file {path!r}: X must have at least one sample and one feature, "
+                         f"got shape {X.shape}")
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if not all_finite(X):
+        raise ValueError(f"npz file {path!r}: X contains NaN or infinity; remove or impute those "
+                         f"values before saving")
+    if y.ndim != 1:
+        raise ValueError(f"npz file {path!r}: y must be 1-D (one label per sample), got shape {y.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"npz file {path!r}: y has {y.shape[0]} labels but X has {X.shape[0]} samples; "
+                         f"save one label per row of X")
+    if y.dtype.kind == "V":
+        raise ValueError(f"npz file {path!r}: y has the structured dtype {y.dtype}; save a plain "
+                         f"array of labels (numbers or strings)")
+    return X, y
+
+
+# ---------------------------------------------------------------------------- CSV
+
+_CSV_BLOCK = 4096  # rows converted to float64 at a time
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _blank(row):
+    return not row or (len(row) == 1 and not row[0].strip())
+
+
+def _csv_features(rows, lines, feature_columns, path, first_line):
+    """The feature cells of ``rows`` as a float64 array; ValueError at the first bad cell.
+
+    ``first_line`` is the file's first row's line number: a bad cell there may
+    mean an undetected header, and the message says so.
+    """
+    cells = np.array(rows, dtype=str)[:, feature_columns]
+    try:
+        values = cells.astype(np.float64)
+    except ValueError:
+        values = None
+    if values is None or not np.isfinite(values).all():
+        for r, row in enumerate(rows):
+            for c in feature_columns:
+                text = row[c]
+                try:
+                    ok = math.isfinite(float(text))
+                except ValueError:
+                    hint = (f"; if line {first_line} is a header, pass skip_header=True"
+                            if lines[r] == first_line else "")
+                    what = "is empty" if not text.strip() else "is not a number"
+                    raise ValueError(f"CSV file {path!r}, line {lines[r]}, column {c + 1}: the feature "
+                                     f"cell {text!r} {what}; every column other than the label must "
+                                     f"hold numbers{hint}") from None
+                if not ok:
+                    raise ValueError(f"CSV file {path!r}, line {lines[r]}, column {c + 1}: the feature "
+                                     f"{text!r} is not finite; remove or impute NaN and infinity")
+    return values
+
+
+def _csv_labels(labels):
+    """int64 when every label is an integral number (in int64 range), else a str array."""
+    ints = []
+    for text in labels:
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                return np.array(labels, dtype=str)
+            if not (math.isfinite(number) and number.is_integer()):
+                return np.array(labels, dtype=str)
+            value = int(number)
+        ints.append(value)
+    if ints and not (-2**63 <= min(ints) and max(ints) < 2**63):
+        return np.array(labels, dtype=str)
+    return np.array(ints, dtype=np.int64)
+
+
+def load_csv(path, label_column=0, skip_header=None):
+    """Read a numeric CSV file: one sample per row, its label in ``label_column``.
+
+    Cells are separated by commas (quoted cells are allowed, surrounding spaces are
+    ignored); blank lines are skipped. Every row must have the same number of
+    columns. In error messages, lines and columns count from 1.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file (UTF-8, with or without a byte-order mark).
+    label_column : int, default 0
+        Index of the label column; negative values count from the end
+        (``-1`` is the last column). All other columns are features.
+    skip_header : bool or None, default None
+        True: the first row is a header and is skipped; False: it is data.
+        None: detect a header -- the first row is a header when none of its
+        feature cells is a number, or when its label is not a number while every
+        other row's label is. (A header whose feature names are numbers, e.g.
+        ``label,0,1,2``, with non-numeric labels below it is not detected; pass
+        ``skip_header=True``.)
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n_samples, n_columns - 1)
+        The feature columns, in file order.
+    y : ndarray, shape (n_samples,)
+        int64 when every label is an integral number (``3``, ``3.0``), otherwise
+        the labels as strings (a numpy ``str`` array, stripped of spaces).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the file is empty or has no data rows, has fewer than two columns,
+        rows of different lengths (naming the line), a feature cell that is not a
+        finite number or an empty label (naming line and column), or is not
+        UTF-8 text; when ``label_column`` is out of range.
+    TypeError
+        When ``label_column`` is not an integer or ``skip_header`` not a bool or None.
+    """
+    path = _fspath(path, "path")
+    if isinstance(label_column, bool) or not isinstance(label_column, numbers.Integral):
+        raise TypeError(f"label_column must be an integer column index (e.g. 0 or -1), got {label_column!r}")
+    if not (skip_header is None or isinstance(skip_header, (bool, np.bool_))):
+        raise TypeError(f"skip_header must be True, False or None (detect), got {skip_header!r}")
+    try:
+        f = open(path, newline="", encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"CSV file {path!r} does not exist; check the path") from None
+    with f:
+        reader = csv.reader(f)
+        try:
+            return _read_csv(reader, path, int(label_column), skip_header)
+        except csv.Error as exc:
+            raise ValueError(f"CSV file {path!r}, line {reader.line_num}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"CSV file {path!r} is not UTF-8 text ({exc}); "
+                             f"save it as UTF-8 (or plain ASCII)") from None
+
+
+def _read_csv(reader, path, label_column, skip_header):
+    n_columns = None
+    header_line = None
+    maybe_header = False  # first row kept as data but its label is not a number
+    blocks, labels = [], []
+    rows, lines = [], []
+    first_line = None
+    for row in reader:
+        if _blank(row):
+            continue
+        line = reader.line_num
+        if n_columns is None:
+            n_columns = len(row)
+            if n_columns < 2:
+                raise ValueError(f"CSV file {path!r}, line {line}: has {n_columns} column; it needs a "
+                                 f"label column and at least one feature column, separated by commas")
+            if not -n_columns <= label_column < n_columns:
+                raise ValueError(f"label_column={label_column} is out of range for CSV file {path!r}, "
+                                 f"which has {n_columns} columns; use 0..{n_columns - 1} "
+                                 f"or -{n_columns}..-1")
+            label_index = label_column % n_columns
+            feature_columns = [c for c in range(n_columns) if c != label_index]
+            first_line = line
+            if skip_header is None:
+                if not any(_is_number(row[c]) for c in feature_columns):
+                    header_line = line
+                    continue
+                maybe_header = not _is_number(row[label_index])
+            elif skip_header:
+                header_line = line
+                continue
+        elif len(row) != n_columns:
+            raise ValueError(f"CSV file {path!r}, line {line}: has {len(row)} columns but the first "
+                             f"row has {n_columns}; every row needs the same number of columns")
+        label = row[label_index].strip()
+        if not label:
+            raise ValueError(f"CSV file {path!r}, line {line}, column {label_index + 1}: the label cell "
+                             f"is empty; give every row a label")
+        labels.append(label)
+        rows.append(row)
+        lines.append(line)
+        if len(rows) == _CSV_BLOCK:
+            blocks.append(_csv_features(rows, lines, feature_columns, path, first_line))
+            rows, lines = [], []
+    if rows:
+        blocks.append(_csv_features(rows, lines, feature_columns, path, first_line))
+
+    if n_columns is None:
+        raise ValueError(f"CSV file {path!r} is empty; it needs one row per sample "
+                         f"(label and features separated by commas)")
+    X = np.concatenate(blocks) if blocks else None
+    if maybe_header and len(labels) > 1 and all(_is_number(label) for label in labels[1:]):
+        X, labels = X[1:], labels[1:]  # the first row was a header with numeric feature names
+    if not labels:
+        raise ValueError(f"CSV file {path!r} has a header (line {header_line}) but no data rows")
+    return np.ascontiguousarray(X), _csv_labels(labels)
