@@ -9,10 +9,10 @@ pure-NumPy reference (``backend="numpy"``, :mod:`fastmlp.reference`); the two ag
 to rounding. ``fastmlp.kernels`` exposes the compiled kernels one by one.
 """
 
-from . import kernels, reference
+from . import data, kernels, reference
 from ._fit import fit
 from ._model import MLPModel, load
 from ._version import __version__
 from .estimator import MLPClassifier
 
-__all__ = ["fit", "load", "MLPModel", "MLPClassifier", "kernels", "reference", "__version__"]
+__all__ = ["fit", "load", "MLPModel", "MLPClassifier", "data", "kernels", "reference", "__version__"]

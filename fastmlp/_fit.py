@@ -141,6 +141,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     lr = check_float(lr, "lr", positive=True)
     reg = check_float(reg, "reg", positive=False)
+    if n_threads is not None:
+        check_int(n_threads, "n_threads", minimum=1)
     if 2 * lr * reg >= 1:
         raise ValueError(f"lr * reg must be < 0.5 (got lr={lr}, reg={reg}): each step scales the "
                          f"weights by 1 - 2*lr*reg, which must stay positive; lower lr or reg")

@@ -91,7 +91,7 @@ class MLPModel:
         """Accuracy: the fraction of rows of ``X`` whose predicted class is ``y``."""
         pred = self.predict(X)
         if self.classes is None:
-            labels, _ = check_labels(y, "y", pred.shape[0], self.n_classes)
+            labels, _ = check_labels(y, "y", pred.shape[0])  # a label >= n_classes counts as wrong
         else:
             labels = np.asarray(y)
             if labels.shape != pred.shape:
@@ -125,10 +125,17 @@ class MLPModel:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, metadata=np.array(json.dumps(metadata)), **arrays)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual mode
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
             raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load(path):

@@ -163,7 +163,7 @@ def _parse_idx(data, compressed, path, name, magic, dims_names):
     return np.frombuffer(data, dtype=np.uint8, count=n_bytes, offset=header_size), dims
 
 
-def load_idx(images, labels):
+def load_idx(images, labels=None):
     """Read a pair of MNIST IDX files: images as features in ``[-1, 1]``, and their labels.
 
     The layout is that of http://yann.lecun.com/exdb/mnist/: big-endian int32
@@ -176,15 +176,16 @@ def load_idx(images, labels):
     ----------
     images : str or os.PathLike
         The image file, e.g. ``t10k-images-idx3-ubyte.gz``.
-    labels : str or os.PathLike
-        The matching label file, e.g. ``t10k-labels-idx1-ubyte.gz``.
+    labels : str or os.PathLike, optional
+        The matching label file, e.g. ``t10k-labels-idx1-ubyte.gz``; without it
+        only the images are read and ``y`` is None.
 
     Returns
     -------
     X : ndarray of float64, shape (n, rows * cols)
         One flattened image per row (row-major pixels), intensities ``0..255``
         mapped onto ``[-1, 1]`` with :func:`scale_pixels`.
-    y : ndarray of int64, shape (n,)
+    y : ndarray of int64, shape (n,), or None
         The label bytes, as stored (any value 0..255 is accepted).
 
     Raises
@@ -197,18 +198,19 @@ def load_idx(images, labels):
         gzip stream; or when the two files hold different numbers of samples.
     """
     images = _fspath(images, "images")
-    labels = _fspath(labels, "labels")
     data, compressed = _read_maybe_gzip(images, "images")
     pixels, (n_images, rows, cols) = _parse_idx(data, compressed, images, "images", _IDX_IMAGES,
                                                 ("images", "rows", "columns"))
+    X = scale_pixels(pixels.reshape(n_images, rows * cols), 255)
+    if labels is None:
+        return X, None
+    labels = _fspath(labels, "labels")
     data, compressed = _read_maybe_gzip(labels, "labels")
     label_bytes, (n_labels,) = _parse_idx(data, compressed, labels, "labels", _IDX_LABELS, ("labels",))
     if n_images != n_labels:
         raise ValueError(f"images file {images!r} holds {n_images} images but labels file {labels!r} "
                          f"holds {n_labels} labels; pass the label file that belongs to these images")
-    X = scale_pixels(pixels.reshape(n_images, rows * cols), 255)
-    y = label_bytes.astype(np.int64)
-    return X, y
+    return X, label_bytes.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------- NPZ
@@ -379,9 +381,10 @@ def load_csv(path, label_column=0, skip_header=None):
     ----------
     path : str or os.PathLike
         The CSV file (UTF-8, with or without a byte-order mark).
-    label_column : int, default 0
+    label_column : int or None, default 0
         Index of the label column; negative values count from the end
-        (``-1`` is the last column). All other columns are features.
+        (``-1`` is the last column). All other columns are features. None: the
+        file has no labels, every column is a feature, and ``y`` is None.
     skip_header : bool or None, default None
         True: the first row is a header and is skipped; False: it is data.
         None: detect a header -- the first row is a header when none of its
@@ -411,8 +414,10 @@ def load_csv(path, label_column=0, skip_header=None):
         When ``label_column`` is not an integer or ``skip_header`` not a bool or None.
     """
     path = _fspath(path, "path")
-    if isinstance(label_column, bool) or not isinstance(label_column, numbers.Integral):
-        raise TypeError(f"label_column must be an integer column index (e.g. 0 or -1), got {label_column!r}")
+    if label_column is not None and (isinstance(label_column, bool)
+                                     or not isinstance(label_column, numbers.Integral)):
+        raise TypeError(f"label_column must be an integer column index (e.g. 0 or -1) or None, "
+                        f"got {label_column!r}")
     if not (skip_header is None or isinstance(skip_header, (bool, np.bool_))):
         raise TypeError(f"skip_header must be True, False or None (detect), got {skip_header!r}")
     try:
@@ -422,7 +427,7 @@ def load_csv(path, label_column=0, skip_header=None):
     with f:
         reader = csv.reader(f)
         try:
-            return _read_csv(reader, path, int(label_column), skip_header)
+            return _read_csv(reader, path, None if label_column is None else int(label_column), skip_header)
         except csv.Error as exc:
             raise ValueError(f"CSV file {path!r}, line {reader.line_num}: {exc}") from None
         except UnicodeDecodeError as exc:
@@ -443,32 +448,36 @@ def _read_csv(reader, path, label_column, skip_header):
         line = reader.line_num
         if n_columns is None:
             n_columns = len(row)
-            if n_columns < 2:
+            if label_column is None:
+                label_index = None
+            elif n_columns < 2:
                 raise ValueError(f"CSV file {path!r}, line {line}: has {n_columns} column; it needs a "
                                  f"label column and at least one feature column, separated by commas")
-            if not -n_columns <= label_column < n_columns:
+            elif not -n_columns <= label_column < n_columns:
                 raise ValueError(f"label_column={label_column} is out of range for CSV file {path!r}, "
                                  f"which has {n_columns} columns; use 0..{n_columns - 1} "
                                  f"or -{n_columns}..-1")
-            label_index = label_column % n_columns
+            else:
+                label_index = label_column % n_columns
             feature_columns = [c for c in range(n_columns) if c != label_index]
             first_line = line
             if skip_header is None:
                 if not any(_is_number(row[c]) for c in feature_columns):
                     header_line = line
                     continue
-                maybe_header = not _is_number(row[label_index])
+                maybe_header = label_index is not None and not _is_number(row[label_index])
             elif skip_header:
                 header_line = line
                 continue
         elif len(row) != n_columns:
             raise ValueError(f"CSV file {path!r}, line {line}: has {len(row)} columns but the first "
                              f"row has {n_columns}; every row needs the same number of columns")
-        label = row[label_index].strip()
-        if not label:
-            raise ValueError(f"CSV file {path!r}, line {line}, column {label_index + 1}: the label cell "
-                             f"is empty; give every row a label")
-        labels.append(label)
+        if label_index is not None:
+            label = row[label_index].strip()
+            if not label:
+                raise ValueError(f"CSV file {path!r}, line {line}, column {label_index + 1}: the label "
+                                 f"cell is empty; give every row a label")
+            labels.append(label)
         rows.append(row)
         lines.append(line)
         if len(rows) == _CSV_BLOCK:
@@ -483,6 +492,6 @@ def _read_csv(reader, path, label_column, skip_header):
     X = np.concatenate(blocks) if blocks else None
     if maybe_header and len(labels) > 1 and all(_is_number(label) for label in labels[1:]):
         X, labels = X[1:], labels[1:]  # the first row was a header with numeric feature names
-    if not labels:
+    if X is None or len(X) == 0:
         raise ValueError(f"CSV file {path!r} has a header (line {header_line}) but no data rows")
-    return np.ascontiguousarray(X), _csv_labels(labels)
+    return np.ascontiguousarray(X), (None if label_index is None else _csv_labels(labels))

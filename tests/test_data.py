@@ -448,3 +448,24 @@ def test_digits_split_still_works():
     X_train, y_train, X_test, y_test = fastmlp.data.load_digits_split(seed=0)
     assert X_train.shape == (1348, 64) and X_test.shape == (449, 64)
     assert X_train.min() == -1.0 and X_train.max() == 1.0 and y_train.dtype == np.int64
+
+
+def test_csv_without_labels(tmp_path):
+    path = tmp_path / "features.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5,6.5\n")
+    X, y = load_csv(path, label_column=None)
+    assert y is None
+    np.testing.assert_array_equal(X, [[1, 2, 3], [4, 5, 6.5]])
+    path.write_text("1\n2\n")
+    X, y = load_csv(path, label_column=None)
+    assert X.shape == (2, 1) and y is None
+    with pytest.raises(TypeError, match="label_column"):
+        load_csv(path, label_column="first")
+
+
+def test_idx_images_alone(tmp_path):
+    images = tmp_path / "images.idx"
+    images.write_bytes(struct.pack(">IIII", 0x803, 2, 1, 2) + bytes([0, 255, 51, 0]))
+    X, y = load_idx(images)
+    assert y is None
+    np.testing.assert_allclose(X, [[-1.0, 1.0], [-0.6, -1.0]])
