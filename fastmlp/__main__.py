@@ -1,13 +1,31 @@
-"""The ``fastmlp`` command line (also ``python -m fastmlp``): ``demo`` and ``bench``."""
+"""The ``fastmlp`` command line (also ``python -m fastmlp``): demo, train, predict, bench.
+
+Errors reach the user as one line on stderr and exit status 1 (2 for a bad option).
+"""
 
 import argparse
+import csv
 import os
 import sys
+import tempfile
 import time
+
+import numpy as np
+
+HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed")
 
 
 def _describe(name, X):
     return f"{name} shape, type, min, max {X.shape} {X.dtype} {X.min()} {X.max()}"
+
+
+def _progress(args):
+    """A progress bar on a terminal unless --quiet."""
+    return sys.stderr.isatty() and not args.quiet
+
+
+def _fit_kwargs(args):
+    return {name: getattr(args, name) for name in HYPERPARAMETERS}
 
 
 def demo(args):
@@ -23,14 +41,147 @@ def demo(args):
     os.makedirs(args.out, exist_ok=True)
     plot_path = os.path.join(args.out, "epoch_plots.png")
     start = time.perf_counter()
-    model = fastmlp.fit(X_train, y_train, hidden=args.hidden, epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr, reg=args.reg, seed=args.seed,
-                        X_test=X_test, y_test=y_test, plot=plot_path, progress=args.progress)
+    model = fastmlp.fit(X_train, y_train, X_test=X_test, y_test=y_test, plot=plot_path,
+                        progress=_progress(args), **_fit_kwargs(args))
     elapsed = time.perf_counter() - start
     print(f"in sample accuracy {model.score(X_train, y_train)}")
     print(f"test sample accuracy {model.score(X_test, y_test)}")
     print(f"trained in {elapsed:.2f} s")
     print(f"outputting to file {plot_path}")
+    return 0
+
+
+def load_data(paths, label_column, option="--data"):
+    """``(X, y)`` from one ``.npz`` or ``.csv`` file, or IDX files (images, then labels).
+
+    ``y`` is None when the data has no labels (a CSV read with ``label_column=None``,
+    or IDX images without their label file).
+    """
+    from fastmlp import data
+
+    if len(paths) == 2:
+        return data.load_idx(paths[0], paths[1])
+    path = paths[0]
+    name = os.path.basename(path).lower()
+    if name.endswith(".npz"):
+        return data.load_npz(path)
+    if name.endswith((".csv", ".txt")):
+        try:
+            return data.load_csv(path, label_column=label_column)
+        except ValueError as exc:
+            if label_column is None and "is not a number" in str(exc):
+                raise ValueError(f"{exc} (if the file has a label column, pass --label-column)") from None
+            raise
+    if "idx" in name or name.endswith("ubyte") or name.endswith("ubyte.gz"):
+        return data.load_idx(path)
+    raise ValueError(f"{option} {path!r}: give an .npz or .csv file, or two IDX files "
+                     f"(images, then labels)")
+
+
+def _label_column(text):
+    """--label-column: an int, or 'none' for a CSV without labels."""
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a column index (e.g. 0 or -1) or 'none', got {text!r}")
+
+
+def _write_atomically(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, then move it into place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastmlp-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_history_csv(history, path):
+    """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty without test data)."""
+    def write(f):
+        out = csv.writer(f)
+        out.writerow(["epoch", "loss", "train_acc", "test_acc"])
+        test = history.get("test_acc") or []
+        for i, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"])):
+            out.writerow([i + 1, repr(loss), repr(acc), repr(test[i]) if i < len(test) else ""])
+    _write_atomically(path, write)
+
+
+def train(args):
+    """Train on a data file; write model.npz, epoch_plots.png and history.csv into --out."""
+    import fastmlp
+
+    X, y = load_data(args.data, args.label_column)
+    if y is None:
+        raise ValueError("--data has no labels: training needs them (an IDX label file, a CSV label "
+                         "column, or y in the .npz)")
+    classes, y_index = np.unique(y, return_inverse=True)
+    if args.test_data:
+        X_test, y_test = load_data(args.test_data, args.label_column, option="--test-data")
+        if y_test is None:
+            raise ValueError("--test-data has no labels: they are needed to measure test accuracy")
+        unknown = np.setdiff1d(y_test, classes)
+        if unknown.size:
+            raise ValueError(f"--test-data has labels the training data lacks: {unknown[:5].tolist()}")
+        y_test_index = np.searchsorted(classes, y_test)
+    elif args.test_split > 0:
+        if not args.test_split < 1:
+            raise ValueError(f"--test-split must be a fraction in [0, 1), got {args.test_split}")
+        order = np.random.default_rng(args.seed).permutation(len(X))
+        n_test = int(round(len(X) * args.test_split))
+        if n_test == 0 or n_test == len(X):
+            raise ValueError(f"--test-split {args.test_split} of {len(X)} samples leaves no "
+                             f"{'test' if n_test == 0 else 'training'} data")
+        test, keep = order[:n_test], order[n_test:]
+        X, X_test, y_index, y_test_index = X[keep], X[test], y_index[keep], y_index[test]
+    else:
+        X_test = y_test_index = None
+
+    print(_describe("data", X))
+    print(f"{len(classes)} classes, {len(X)} training samples"
+          + (f", {len(X_test)} test samples" if X_test is not None else ""))
+    os.makedirs(args.out, exist_ok=True)
+    paths = {name: os.path.join(args.out, name) for name in ("model.npz", "epoch_plots.png", "history.csv")}
+    start = time.perf_counter()
+    model = fastmlp.fit(X, y_index, X_test=X_test, y_test=y_test_index, n_classes=len(classes),
+                        dtype=args.dtype, n_threads=args.threads, plot=paths["epoch_plots.png"],
+                        progress=_progress(args), **_fit_kwargs(args))
+    elapsed = time.perf_counter() - start
+    model.classes = classes
+    model.save(paths["model.npz"])
+    write_history_csv(model.history, paths["history.csv"])
+    print(f"training accuracy {model.score(X, classes[y_index])}")
+    if X_test is not None:
+        print(f"test accuracy {model.history['test_acc'][-1]}")
+    print(f"trained in {elapsed:.2f} s; wrote {', '.join(paths.values())}")
+    return 0
+
+
+def predict(args):
+    """Predict labels for a data file with a saved model: one label per line."""
+    import fastmlp
+
+    model = fastmlp.load(args.model)
+    X, y = load_data(args.data, args.label_column)
+    if X.shape[1] != model.n_features:
+        hint = (" (does the CSV hold a label column? pass --label-column)"
+                if X.shape[1] == model.n_features + 1 else "")
+        raise ValueError(f"--data has {X.shape[1]} features per sample but the model expects "
+                         f"{model.n_features}{hint}")
+    labels = model.predict(X)
+    lines = "".join(f"{label}\n" for label in labels.tolist())
+    if args.out:
+        _write_atomically(args.out, lambda f: f.write(lines))
+    else:
+        sys.stdout.write(lines)
+    if y is not None:
+        print(f"accuracy {float(np.mean(labels.astype(str) == np.asarray(y).astype(str)))} "
+              f"on {len(y)} labelled samples", file=sys.stderr)
     return 0
 
 
@@ -46,21 +197,53 @@ def bench(args):
     return 0
 
 
+def _add_hyperparameters(p):
+    p.add_argument("--hidden", type=int, default=128, help="hidden units (default 128)")
+    p.add_argument("--epochs", type=int, default=200, help="passes over the data (default 200)")
+    p.add_argument("--batch-size", type=int, default=30, help="rows per SGD step (default 30)")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
+    p.add_argument("--reg", type=float, default=1e-2, help="L2 strength (default 1e-2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and split (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (shown by default on a terminal)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastmlp", description="Fast two-layer neural networks on the CPU.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="train on scikit-learn's 8x8 digits with the seed's settings")
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--reg", type=float, default=1e-2)
-    p.add_argument("--seed", type=int, default=0)
+    _add_hyperparameters(p)
     p.add_argument("--out", default=".", help="folder for epoch_plots.png (default: current folder)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
-                   help="show a progress bar (default: on a terminal)")
     p.set_defaults(func=demo)
+
+    p = sub.add_parser("train", help="train on an IDX pair, .npz or .csv; write model, plots, history",
+                       description="Train a network on a data file and write model.npz, epoch_plots.png "
+                                   "and history.csv into --out.")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                   help="an .npz (arrays X, y) or .csv file, or IDX images and labels files")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--test-split", type=float, default=0.0, metavar="FRACTION",
+                       help="hold out this fraction of --data for testing (default 0: none)")
+    group.add_argument("--test-data", nargs="+", metavar="PATH", help="held-out data, as --data")
+    p.add_argument("--label-column", type=_label_column, default=0,
+                   help="CSV label column (default 0; -1 for the last)")
+    _add_hyperparameters(p)
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="training dtype (default float64)")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: the available cores)")
+    p.add_argument("--out", default=".", help="folder for the outputs (default: current folder)")
+    p.set_defaults(func=train)
+
+    p = sub.add_parser("predict", help="predict labels with a saved model",
+                       description="Print one predicted label per line (or write them to --out). When "
+                                   "the data has labels, its accuracy goes to stderr.")
+    p.add_argument("--model", required=True, help="a model file written by train or MLPModel.save")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                   help="an .npz or .csv file, or IDX images (and optionally labels) files")
+    p.add_argument("--label-column", type=_label_column, default=None,
+                   help="CSV label column, if the file has one (default: none)")
+    p.add_argument("--out", help="write the labels to this file instead of stdout")
+    p.set_defaults(func=predict)
 
     p = sub.add_parser("bench", help="time an epoch against NumPy, PyTorch, scikit-learn and JAX",
                        description="Time one training epoch for fastmlp and its peers in this process. "
@@ -84,6 +267,9 @@ def main(argv=None):
     except (ValueError, TypeError, OSError, FloatingPointError) as exc:
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"fastmlp {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

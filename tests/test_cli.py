@@ -1,8 +1,13 @@
 """The command line: ``fastmlp demo`` and ``python -m fastmlp``."""
 
+import csv
 import os
+import struct
 import subprocess
 import sys
+
+import numpy as np
+import pytest
 
 import fastmlp
 from fastmlp.__main__ import main
@@ -11,7 +16,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_prints_accuracies_and_writes_plot(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "data shape, type, min, max (1348, 64) float64 -1.0 1.0" in out
     test_line = next(line for line in out.splitlines() if line.startswith("test sample accuracy"))
@@ -37,3 +42,105 @@ def test_bad_option_is_one_line_and_nonzero(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "batch_size" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _blobs(n=240, seed=0):
+    """Three well-separated clusters in 6 dimensions, labelled with strings."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4, size=(3, 6))
+    which = rng.integers(0, 3, size=n)
+    X = centers[which] + rng.normal(size=(n, 6))
+    return X, np.array(["cat", "dog", "emu"])[which]
+
+
+TRAIN_OPTIONS = ["--hidden", "16", "--epochs", "30", "--lr", "1e-3", "--quiet"]
+
+
+def test_train_npz_then_predict(tmp_path, capsys):
+    X, y = _blobs()
+    np.savez(tmp_path / "train.npz", X=X[:200], y=y[:200])
+    np.savez(tmp_path / "test.npz", X=X[200:], y=y[200:])
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "train.npz"), "--test-data", str(tmp_path / "test.npz"),
+                 "--out", str(out), *TRAIN_OPTIONS]) == 0
+    printed = capsys.readouterr().out
+    assert "3 classes, 200 training samples, 40 test samples" in printed
+    for name in ("model.npz", "epoch_plots.png", "history.csv"):
+        assert (out / name).exists(), name
+
+    model = fastmlp.load(out / "model.npz")
+    assert model.classes.tolist() == ["cat", "dog", "emu"]
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 30 and [r["epoch"] for r in rows[:2]] == ["1", "2"]
+    assert float(rows[-1]["test_acc"]) == model.history["test_acc"][-1]
+
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "test.npz")]) == 0
+    captured = capsys.readouterr()
+    predicted = captured.out.split()
+    assert predicted == model.predict(X[200:]).tolist()
+    assert np.mean(np.array(predicted) == y[200:]) > 0.9
+    assert "accuracy" in captured.err
+
+    labels_file = tmp_path / "labels.txt"
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "test.npz"),
+                 "--out", str(labels_file)]) == 0
+    assert labels_file.read_text().split() == predicted
+
+
+def test_train_csv_with_split_and_predict_csv_without_labels(tmp_path, capsys):
+    X, y = _blobs()
+    lines = ["label," + ",".join(f"f{i}" for i in range(6))]
+    lines += [",".join([label, *(repr(float(v)) for v in row)]) for label, row in zip(y, X)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "new.csv").write_text("\n".join(",".join(repr(float(v)) for v in row) for row in X[:5]) + "\n")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data.csv"), "--test-split", "0.25",
+                 "--out", str(out), *TRAIN_OPTIONS]) == 0
+    assert "180 training samples, 60 test samples" in capsys.readouterr().out
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "new.csv")]) == 0
+    assert capsys.readouterr().out.split() == fastmlp.load(out / "model.npz").predict(X[:5]).tolist()
+    # the training file still has its label column: a clear hint, not a traceback
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "data.csv")]) == 1
+    assert "--label-column" in capsys.readouterr().err
+
+
+def test_train_idx_pair(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    n, rows, cols = 60, 3, 4
+    labels = rng.integers(0, 3, size=n).astype(np.uint8)
+    pixels = (labels[:, None] * 100 + rng.integers(0, 20, size=(n, rows * cols))).astype(np.uint8)
+    (tmp_path / "img.idx").write_bytes(struct.pack(">IIII", 0x803, n, rows, cols) + pixels.tobytes())
+    (tmp_path / "lab.idx").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "img.idx"), str(tmp_path / "lab.idx"),
+                 "--out", str(out), "--dtype", "float32", *TRAIN_OPTIONS, "--epochs", "200"]) == 0
+    capsys.readouterr()
+    model = fastmlp.load(out / "model.npz")
+    assert model.dtype == np.float32 and model.classes.tolist() == [0, 1, 2]
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "img.idx")]) == 0
+    assert np.mean(np.array(capsys.readouterr().out.split(), dtype=int) == labels) > 0.9
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--data", "missing.npz"], ["missing.npz", "does not exist"]),
+    (["train", "--data", "x.parquet"], ["--data", ".npz or .csv"]),
+    (["predict", "--model", "nope.npz", "--data", "x.npz"], ["nope.npz", "does not exist"]),
+])
+def test_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+def test_train_refuses_bad_split_and_unlabelled_data(tmp_path, capsys):
+    X, y = _blobs(40)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    (tmp_path / "f.csv").write_text("1,2\n3,4\n")
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "--test-split", "1.5", "--quiet"]) == 1
+    assert "--test-split" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "f.csv"), "--label-column", "none", "--quiet"]) == 1
+    assert "no labels" in capsys.readouterr().err
