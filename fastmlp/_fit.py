@@ -30,6 +30,18 @@ def init_params(rng, n_features, hidden, n_classes, dtype):
     return (W1.astype(dtype), np.zeros(hidden, dtype), W2.astype(dtype), np.zeros(n_classes, dtype))
 
 
+def _generator(seed):
+    """``numpy.random.default_rng(seed)``, with an error that names ``seed``."""
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
+        return np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be a non-negative integer, a numpy.random.Generator or None, "
+                        f"got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    return np.random.default_rng(int(seed))
+
+
 def _copy_init(init, n_features, hidden, n_classes, dtype):
     """Fresh C-contiguous copies of a user's ``init=(W1, b1, W2, b2)`` (never mutated)."""
     if not isinstance(init, (tuple, list)) or len(init) != 4:
@@ -37,7 +49,13 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
     shapes = {"W1": (n_features, hidden), "b1": (hidden,), "W2": (hidden, n_classes), "b2": (n_classes,)}
     out = []
     for (name, shape), arr in zip(shapes.items(), init):
-        a = np.array(arr, dtype=dtype, order="C", copy=True)
+        try:
+            given = np.asarray(arr)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"init {name} is not an array of numbers ({exc})") from None
+        if given.dtype.kind not in "biuf":
+            raise TypeError(f"init {name} must hold real numbers, got dtype {given.dtype}")
+        a = np.array(given, dtype=dtype, order="C", copy=True)
         if a.shape != shape:
             raise ValueError(f"init {name} has shape {a.shape} but the data and hidden={hidden} "
                              f"need {shape} (n_features={n_features}, n_classes={n_classes})")
@@ -153,7 +171,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         y_test, _ = check_labels(y_test, "y_test", X_test.shape[0], n_classes)
     batch_size = min(batch_size, n_samples)
 
-    rng = np.random.default_rng(seed)
+    rng = _generator(seed)
     if init is None:
         params = init_params(rng, n_features, hidden, n_classes, dtype)
     else:

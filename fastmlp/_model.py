@@ -178,11 +178,15 @@ def load(path):
 
     try:
         dtype = np.dtype(metadata["dtype"])
-        D, H, C = (int(metadata[k]) for k in ("n_features", "hidden", "n_classes"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path!r}: its metadata lacks a valid dtype or size ({exc})") from None
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path!r}: its metadata lacks a valid dtype ({exc})") from None
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"{path!r}: dtype {dtype} is not float32 or float64")
+    sizes = [metadata.get(k) for k in ("n_features", "hidden", "n_classes")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
+        raise ValueError(f"{path!r}: its metadata gives sizes (n_features, hidden, n_classes) = "
+                         f"{tuple(sizes)!r}; expected positive integers")
+    D, H, C = sizes
     shapes = {"W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,)}
     for name, shape in shapes.items():
         arr = contents[name]
@@ -191,15 +195,26 @@ def load(path):
                              f"expected {shape} and {dtype}")
         if not np.isfinite(arr).all():
             raise ValueError(f"{path!r}: {name} contains NaN or infinity")
+
     classes = metadata.get("classes")
     if classes is not None:
-        if not isinstance(classes, list) or len(classes) != C:
-            raise ValueError(f"{path!r}: its metadata lists {classes!r} as classes; expected {C} labels")
+        if (not isinstance(classes, list) or len(classes) != C
+                or not all(isinstance(c, (int, float, str, bool)) for c in classes)):
+            raise ValueError(f"{path!r}: its metadata lists {classes!r} as classes; "
+                             f"expected {C} labels (numbers or strings)")
         classes = np.asarray(classes)
-    history = metadata.get("history") or {}
+    history = metadata.get("history", {})
+    if not isinstance(history, dict) or not all(
+            isinstance(history.get(k, []), list)
+            and all(isinstance(v, (int, float)) for v in history.get(k, []))
+            for k in ("loss", "train_acc", "test_acc")):
+        raise ValueError(f"{path!r}: its metadata's history is not lists of numbers per epoch")
+    params = metadata.get("params", {})
+    if not isinstance(params, dict):
+        raise ValueError(f"{path!r}: its metadata's params is {params!r}, not a mapping")
     return MLPModel(*(np.ascontiguousarray(contents[n]) for n in _WEIGHTS),
                     history={k: list(history.get(k, [])) for k in ("loss", "train_acc", "test_acc")},
-                    params=metadata.get("params") or {}, classes=classes)
+                    params=params, classes=classes)
 
 
 def _json_labels(classes):

@@ -44,8 +44,13 @@ def check_features(X, name, dtype, n_features=None):
         raise ValueError(f"{name} must have at least one sample and one feature, got shape {arr.shape}")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    given = arr
+    with np.errstate(over="ignore"):
+        arr = np.ascontiguousarray(arr, dtype=dtype)
     if not all_finite(arr):
+        if arr is not given and given.dtype.kind == "f" and all_finite(given):
+            raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name} "
+                             f"(|x| > {np.finfo(dtype).max:.3g}); use dtype=float64 or rescale {name}")
         raise ValueError(f"{name} contains NaN or infinity; remove or impute those values "
                          f"(e.g. sklearn.impute.SimpleImputer) before fitting")
     return arr
