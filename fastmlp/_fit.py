@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from . import reference
-from ._model import MLPModel
+from ._model import MLPModel, logits_in_blocks
 from ._threads import BlasThreads, n_slices
 from ._validation import (
     all_finite,
@@ -65,24 +65,38 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
     return tuple(out)
 
 
-def _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads, blas):
-    """A function ``(X, y, order, params, lr, reg) -> (data_loss, n_correct)`` for ``backend``.
+class Trainer:
+    """One fit's backend: epochs of SGD and the logits of held-out data.
 
-    For ``"cython"`` the scratch memory is allocated here, once per fit.
+    For ``"cython"`` the scratch memory is allocated here, once per fit, and the
+    hidden units are split into slices for the threads; the caller holds BLAS to
+    one thread meanwhile (``BlasThreads.single``).
     """
-    if backend == "numpy":
-        def run(X, y, order, params, lr, reg):
-            return reference.sgd_epoch(X, y, order, params, lr, reg, batch_size)
-        return run
 
-    from . import _sgd
-    slices = n_slices(n_threads, hidden, _sgd.OPENMP)
-    columns = _sgd.gemm_columns(batch_size, n_features, hidden // slices) if blas.has_small_gemm() else None
-    workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices, columns)
+    def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads, blas):
+        self.backend = backend
+        self.batch_size = batch_size
+        if backend == "cython":
+            from . import _sgd
+            self._sgd = _sgd
+            slices = n_slices(n_threads, hidden, _sgd.OPENMP)
+            columns = (_sgd.gemm_columns(batch_size, n_features, hidden // slices)
+                       if blas.has_small_gemm() else None)
+            self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype,
+                                            slices, columns)
 
-    def run(X, y, order, params, lr, reg):
-        return _sgd.sgd_epoch(X, y, order, *params, workspace, lr, reg)
-    return run
+    def epoch(self, X, y, order, params, lr, reg):
+        """One epoch over the rows ``order``, in place on ``params``: ``(data_loss, n_correct)``."""
+        if self.backend == "numpy":
+            return reference.sgd_epoch(X, y, order, params, lr, reg, self.batch_size)
+        return self._sgd.sgd_epoch(X, y, order, *params, self.workspace, lr, reg)
+
+    def logits(self, X, params):
+        """``relu(X @ W1 + b1) @ W2 + b2`` for validated ``X`` of the training dtype."""
+        if self.backend == "numpy":
+            return logits_in_blocks(X, params)
+        out = np.empty((X.shape[0], params[2].shape[1]), dtype=X.dtype)
+        return self._sgd.forward_logits(X, *params, self.workspace, out)
 
 
 def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
@@ -177,7 +191,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     else:
         params = _copy_init(init, n_features, hidden, n_classes, dtype)
     blas = BlasThreads()
-    run_epoch = _epoch_runner(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads, blas)
+    trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads, blas)
 
     history = {"loss": [], "train_acc": [], "test_acc": []}
     model = MLPModel(*params, history=history, params=dict(
@@ -198,7 +212,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         with single_blas:
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(n_samples) if shuffle else in_order
-                data_loss, n_correct = run_epoch(X, y, order, params, lr, reg)
+                data_loss, n_correct = trainer.epoch(X, y, order, params, lr, reg)
                 if not np.isfinite(data_loss) or not all(all_finite(p) for p in params):
                     raise FloatingPointError(
                         f"training diverged in epoch {epoch}: the loss or the weights are no longer "
@@ -207,7 +221,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
                 history["train_acc"].append(n_correct / n_samples)
                 postfix = {"loss": f"{history['loss'][-1]:.4f}", "train_acc": f"{history['train_acc'][-1]:.4f}"}
                 if X_test is not None:
-                    history["test_acc"].append(float(np.mean(model.predict(X_test) == y_test)))
+                    predicted = np.argmax(trainer.logits(X_test, params), axis=1)
+                    history["test_acc"].append(float(np.mean(predicted == y_test)))
                     postfix["test_acc"] = f"{history['test_acc'][-1]:.4f}"
                 if bar is not None:
                     bar.set_postfix(postfix, refresh=False)

@@ -16,6 +16,15 @@ _WEIGHTS = ("W1", "b1", "W2", "b2")
 _PREDICT_BLOCK = 4096  # rows per block in predict: large GEMMs, bounded memory
 
 
+def logits_in_blocks(X, weights):
+    """The network's logits for the rows of ``X``, computed a block of rows at a time
+    (large products, bounded memory) with :func:`fastmlp.reference.forward`."""
+    out = np.empty((X.shape[0], weights[2].shape[1]), dtype=X.dtype)
+    for start in range(0, X.shape[0], _PREDICT_BLOCK):
+        out[start:start + _PREDICT_BLOCK] = reference.forward(X[start:start + _PREDICT_BLOCK], weights)[2]
+    return out
+
+
 class MLPModel:
     """A trained two-layer network ``softmax(relu(X @ W1 + b1) @ W2 + b2)``.
 
@@ -71,11 +80,7 @@ class MLPModel:
         Computed in blocks of rows, so memory stays bounded for large ``X``.
         """
         X = check_features(X, "X", self.dtype, n_features=self.n_features)
-        weights = (self.W1, self.b1, self.W2, self.b2)
-        out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
-        for start in range(0, X.shape[0], _PREDICT_BLOCK):
-            out[start:start + _PREDICT_BLOCK] = reference.forward(X[start:start + _PREDICT_BLOCK], weights)[2]
-        return out
+        return logits_in_blocks(X, (self.W1, self.b1, self.W2, self.b2))
 
     def predict_proba(self, X):
         """Class probabilities ``softmax(logits)``, shape (n_samples, n_classes); rows sum to 1."""

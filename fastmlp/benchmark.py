@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import reference
-from ._fit import _epoch_runner, init_params
+from ._fit import Trainer, init_params
 from ._threads import BlasThreads, available_cores
 
 LR, REG, N_CLASSES, N_FEATURES = 1e-4, 1e-2, 10, 784
@@ -112,16 +112,16 @@ def make_fastmlp(shape, dtype, backend="cython"):
     rng = np.random.default_rng(1)
     params = init_params(rng, shape.n_features, shape.hidden, shape.n_classes, np.dtype(dtype))
     blas = BlasThreads()
-    run = _epoch_runner(backend, shape.batch_size, shape.n_features, shape.hidden,
-                        shape.n_classes, np.dtype(dtype), None, blas)
+    trainer = Trainer(backend, shape.batch_size, shape.n_features, shape.hidden,
+                      shape.n_classes, np.dtype(dtype), None, blas)
 
     def epoch():
         order = rng.permutation(shape.n_samples)
         if backend == "cython":
             with blas.single():
-                run(X, y, order, params, LR, REG)
+                trainer.epoch(X, y, order, params, LR, REG)
         else:
-            run(X, y, order, params, LR, REG)
+            trainer.epoch(X, y, order, params, LR, REG)
     return epoch
 
 

@@ -26,7 +26,7 @@ from _kernels cimport (
     sum_shares,
 )
 
-__all__ = ["OPENMP", "Workspace", "gemm_columns", "sgd_epoch"]
+__all__ = ["OPENMP", "Workspace", "forward_logits", "gemm_columns", "sgd_epoch"]
 
 
 cdef extern from "_omp_team.h" nogil:
@@ -299,3 +299,73 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
                 s2 = 1
 
     return totals[0], int(totals[1])
+
+
+def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const floating[::1] b1,
+                   const floating[:, ::1] W2, const floating[::1] b2, Workspace workspace,
+                   floating[:, ::1] out):
+    """out := relu(X @ W1 + b1) @ W2 + b2, on the workspace's threads and hidden slices.
+
+    The forward half of the training step, over consecutive blocks of
+    ``workspace.batch_size`` rows of X (no gather: the rows are contiguous). It
+    evaluates the test set during a fit without waking BLAS's own threads.
+
+    Parameters
+    ----------
+    X : ndarray (N, D); W1 (D, H), b1 (H,), W2 (H, C), b2 (C,) : ndarrays of one dtype
+    workspace : Workspace
+        Of these sizes and dtype.
+    out : ndarray (N, C), written.
+
+    Returns
+    -------
+    out
+    """
+    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], H = W1.shape[1], C = W2.shape[1]
+    cdef Py_ssize_t B = workspace.batch_size
+    cdef int S = <int> workspace.n_slices
+    cdef Py_ssize_t Hs = H // S
+    cdef Py_ssize_t Wc = workspace.gemm_columns
+    cdef Py_ssize_t n_blocks = (Hs + Wc - 1) // Wc
+    if (W1.shape[0] != D or b1.shape[0] != H or W2.shape[0] != H or b2.shape[0] != C
+            or out.shape[0] != N or out.shape[1] != C):
+        raise ValueError("shapes do not fit: need X (N, D), W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), out (N, C)")
+    if (workspace.X_batch.shape[2] != D or workspace.d_b1.shape[0] != H
+            or workspace.d_b2.shape[0] != C or workspace.X_batch.dtype != np.asarray(W1).dtype):
+        raise ValueError("workspace was made for other sizes or another dtype")
+    if S > 1 and not OPENMP:
+        raise ValueError("this build has no OpenMP: use a Workspace with n_slices=1")
+
+    cdef floating[:, :, ::1] R = workspace.hidden
+    cdef floating[:, :, :, ::1] Zpart = workspace.logits
+    cdef Py_ssize_t n_batches = (N + B - 1) // B
+    cdef int t, team, sl, p
+    cdef Py_ssize_t batch, start, nb, i, h0, k, c
+
+    with nogil, parallel(num_threads=S):
+        t = threadid()
+        team = team_size()
+        for batch in range(n_batches):
+            start = batch * B
+            nb = min(B, N - start)
+            p = batch % 2
+            sl = t
+            while sl < S:
+                h0 = sl * Hs
+                for k in range(n_blocks):
+                    c = k * Wc
+                    gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> 1,
+                         &X[start, 0], <int> D, &W1[0, h0 + c], <int> H,
+                         <floating> 0, &R[sl, 0, c], <int> Hs)
+                bias_relu(R[sl, :nb], b1[h0:h0 + Hs])
+                if sl == 0:
+                    for i in range(nb):
+                        memcpy(&Zpart[p, 0, i, 0], &b2[0], C * sizeof(floating))
+                gemm(False, False, <int> nb, <int> C, <int> Hs, <floating> 1, &R[sl, 0, 0], <int> Hs,
+                     &W2[h0, 0], <int> C, <floating> (1 if sl == 0 else 0), &Zpart[p, sl, 0, 0], <int> C)
+                sl = sl + team
+            # As in sgd_epoch: shares double-buffered by parity, one barrier per block.
+            team_barrier()
+            if t == 0:
+                sum_shares(Zpart[p, :, :nb], out[start:start + nb])
+    return np.asarray(out)

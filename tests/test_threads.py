@@ -559,3 +559,30 @@ def test_overlapping_single_blas_restores_counts_once_all_leave():
         worker.join(10)
         after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     assert after == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("n_slices,gemm_columns", [(1, None), (2, None), (2, 8), (4, 4)])
+@pytest.mark.parametrize("n_rows", [1, 29, 30, 101])
+def test_forward_logits_matches_reference(dtype, n_slices, gemm_columns, n_rows, tol):
+    _skip_unless_runnable(n_slices, 16)
+    rng = np.random.default_rng(n_rows)
+    D, H, C = 20, 16, 3
+    X = rng.standard_normal((n_rows, D)).astype(dtype)
+    weights = (rng.standard_normal((D, H)).astype(dtype), rng.standard_normal(H).astype(dtype),
+               rng.standard_normal((H, C)).astype(dtype), rng.standard_normal(C).astype(dtype))
+    ws = _sgd.Workspace(30, D, H, C, dtype, n_slices, gemm_columns)
+    out = np.full((n_rows, C), np.nan, dtype=dtype)
+    result = _sgd.forward_logits(X, *weights, ws, out)
+    expected = reference.forward(X.astype(np.float64), tuple(w.astype(np.float64) for w in weights))[2]
+    assert np.shares_memory(result, out)
+    np.testing.assert_allclose(out, expected, **tol(dtype, np.abs(expected).max()))
+
+
+def test_forward_logits_checks_shapes():
+    ws = _sgd.Workspace(30, 4, 8, 2, np.float64)
+    X, W1, b1, W2, b2 = np.ones((5, 4)), np.ones((4, 8)), np.ones(8), np.ones((8, 2)), np.ones(2)
+    with pytest.raises(ValueError, match="out"):
+        _sgd.forward_logits(X, W1, b1, W2, b2, ws, np.empty((4, 2)))
+    with pytest.raises(ValueError, match="workspace"):
+        _sgd.forward_logits(np.ones((5, 3)), np.ones((3, 8)), b1, W2, b2, ws, np.empty((5, 2)))
