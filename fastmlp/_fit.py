@@ -2,6 +2,7 @@
 
 import contextlib
 import numbers
+
 import numpy as np
 
 from . import reference

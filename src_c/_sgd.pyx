@@ -1,11 +1,12 @@
 """The compiled training step: minibatch SGD on the two-layer network, GIL released.
 
 One call of ``sgd_epoch`` runs every minibatch of an epoch inside a single
-``with nogil:`` block: gather the batch rows, forward, softmax cross-entropy,
-backward and the four parameter updates, with the three matrix products of the
-forward/backward pass and the two weight updates going through BLAS
-(``src_c/_blas.pxd``) and nothing allocated. The math is the seed's, written out
-in ``fastmlp.reference``; this module must agree with it.
+``with nogil, parallel():`` block: gather the batch rows, forward, softmax
+cross-entropy, backward and the four parameter updates, with the matrix products
+going through BLAS (``src_c/_blas.pxd``) and nothing allocated. The hidden units
+are split in slices between OpenMP threads (see ``Workspace``); ``forward_logits``
+is the forward half alone, for evaluation. The math is the seed's, written out in
+``fastmlp.reference``; this module must agree with it.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
