@@ -121,6 +121,33 @@ cdef inline void scale_columns(floating[:, ::1] W, Py_ssize_t c0, Py_ssize_t c1,
             W[i, j] *= f
 
 
+cdef inline void slice_forward(const floating[:, ::1] Xb, const floating[:, ::1] W1,
+                               const floating[::1] b1, const floating[:, ::1] W2,
+                               const floating[::1] b2, Py_ssize_t h0, Py_ssize_t Wc,
+                               double s1, double s2,
+                               floating[:, ::1] R, floating[:, ::1] Z) noexcept nogil:
+    """The forward pass of one hidden slice, units h0 .. h0 + Hs (Hs = R.shape[1]):
+
+        R := relu(s1 * Xb @ W1[:, h0:h0+Hs] + b1[h0:h0+Hs])
+        Z := s2 * R @ W2[h0:h0+Hs]  (+ b2 for the slice at h0 = 0)
+
+    so the logits are the sum of every slice's Z. The product with W1 goes in
+    column blocks of Wc (see gemm_columns).
+    """
+    cdef Py_ssize_t nb = Xb.shape[0], D = Xb.shape[1], H = W1.shape[1]
+    cdef Py_ssize_t Hs = R.shape[1], C = Z.shape[1], c, i, k
+    for k in range((Hs + Wc - 1) // Wc):
+        c = k * Wc
+        gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s1,
+             &Xb[0, 0], <int> D, &W1[0, h0 + c], <int> H, <floating> 0, &R[0, c], <int> Hs)
+    bias_relu(R, b1[h0:h0 + Hs])
+    if h0 == 0:
+        for i in range(nb):
+            memcpy(&Z[i, 0], &b2[0], C * sizeof(floating))
+    gemm(False, False, <int> nb, <int> C, <int> Hs, <floating> s2, &R[0, 0], <int> Hs,
+         &W2[h0, 0], <int> C, <floating> (1 if h0 == 0 else 0), &Z[0, 0], <int> C)
+
+
 cdef inline void gather_part(const floating[:, ::1] X, const int64_t[::1] y,
                              const int64_t[::1] order, Py_ssize_t batch, Py_ssize_t B,
                              floating[:, ::1] X_out, int64_t[::1] y_out, int t, int team) noexcept nogil:
@@ -232,18 +259,7 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
             # the slice's share of the logits, Zpart_s = R_s @ W2[h0:h0+Hs] (+ b2 in share 0).
             sl = t
             while sl < S:
-                h0 = sl * Hs
-                for k in range(n_blocks):
-                    c = k * Wc
-                    gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s1,
-                         &Xb[q, 0, 0], <int> D, &W1[0, h0 + c], <int> H,
-                         <floating> 0, &R[sl, 0, c], <int> Hs)
-                bias_relu(R[sl, :nb], b1[h0:h0 + Hs])
-                if sl == 0:
-                    for i in range(nb):
-                        memcpy(&Zpart[p, 0, i, 0], &b2[0], C * sizeof(floating))
-                gemm(False, False, <int> nb, <int> C, <int> Hs, <floating> s2, &R[sl, 0, 0], <int> Hs,
-                     &W2[h0, 0], <int> C, <floating> (1 if sl == 0 else 0), &Zpart[p, sl, 0, 0], <int> C)
+                slice_forward(Xb[q, :nb], W1, b1, W2, b2, sl * Hs, Wc, s1, s2, R[sl, :nb], Zpart[p, sl, :nb])
                 sl = sl + team
 
             # This thread's part of the next batch's rows, into the buffer read two steps ago.
@@ -327,7 +343,6 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
     cdef int S = <int> workspace.n_slices
     cdef Py_ssize_t Hs = H // S
     cdef Py_ssize_t Wc = workspace.gemm_columns
-    cdef Py_ssize_t n_blocks = (Hs + Wc - 1) // Wc
     if (W1.shape[0] != D or b1.shape[0] != H or W2.shape[0] != H or b2.shape[0] != C
             or out.shape[0] != N or out.shape[1] != C):
         raise ValueError("shapes do not fit: need X (N, D), W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), out (N, C)")
@@ -341,7 +356,7 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
     cdef floating[:, :, :, ::1] Zpart = workspace.logits
     cdef Py_ssize_t n_batches = (N + B - 1) // B
     cdef int t, team, sl, p
-    cdef Py_ssize_t batch, start, nb, i, h0, k, c
+    cdef Py_ssize_t batch, start, nb
 
     with nogil, parallel(num_threads=S):
         t = threadid()
@@ -352,18 +367,8 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
             p = batch % 2
             sl = t
             while sl < S:
-                h0 = sl * Hs
-                for k in range(n_blocks):
-                    c = k * Wc
-                    gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> 1,
-                         &X[start, 0], <int> D, &W1[0, h0 + c], <int> H,
-                         <floating> 0, &R[sl, 0, c], <int> Hs)
-                bias_relu(R[sl, :nb], b1[h0:h0 + Hs])
-                if sl == 0:
-                    for i in range(nb):
-                        memcpy(&Zpart[p, 0, i, 0], &b2[0], C * sizeof(floating))
-                gemm(False, False, <int> nb, <int> C, <int> Hs, <floating> 1, &R[sl, 0, 0], <int> Hs,
-                     &W2[h0, 0], <int> C, <floating> (1 if sl == 0 else 0), &Zpart[p, sl, 0, 0], <int> C)
+                slice_forward(X[start:start + nb], W1, b1, W2, b2, sl * Hs, Wc, 1, 1,
+                              R[sl, :nb], Zpart[p, sl, :nb])
                 sl = sl + team
             # As in sgd_epoch: shares double-buffered by parity, one barrier per block.
             team_barrier()
