@@ -80,7 +80,7 @@ class Trainer:
         if backend == "cython":
             from . import _sgd
             self._sgd = _sgd
-            slices = n_slices(n_threads, hidden, _sgd.OPENMP)
+            slices = n_slices(n_threads, hidden, _sgd.OPENMP, _sgd.max_threads())
             columns = (_sgd.gemm_columns(batch_size, n_features, hidden // slices)
                        if blas.has_small_gemm() else None)
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype,
@@ -143,7 +143,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     backend : {"cython", "numpy"}, default "cython"
         The compiled path, or the pure-NumPy reference (:mod:`fastmlp.reference`).
     n_threads : int, optional
-        Threads for the compiled path (default: the CPUs this process may use). The
+        Threads for the compiled path (default: the CPUs this process may use, or
+        fewer when OpenMP is limited: ``OMP_NUM_THREADS``, threadpoolctl, joblib). The
         hidden units are split evenly between them, so the count used is the largest
         one <= ``n_threads`` that divides ``hidden`` (with >= 8 units each). Results
         are bitwise reproducible for a given count; another count changes the order

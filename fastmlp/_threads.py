@@ -27,13 +27,18 @@ def available_cores():
     return max(1, os.cpu_count() or 1)
 
 
-def n_slices(n_threads, hidden, openmp):
+def n_slices(n_threads, hidden, openmp, openmp_limit=None):
     """Number of hidden-unit slices, i.e. threads, for a fit.
 
-    The largest count <= ``n_threads`` (default: the available cores) that divides
-    ``hidden`` evenly and leaves each slice at least 8 units; 1 without OpenMP.
+    The largest count <= ``n_threads`` that divides ``hidden`` evenly and leaves
+    each slice at least 8 units; 1 without OpenMP. ``n_threads=None`` means the
+    available cores, or ``openmp_limit`` (OpenMP's own limit: ``OMP_NUM_THREADS``,
+    threadpoolctl, joblib's workers) when that is lower.
     """
-    wanted = available_cores() if n_threads is None else check_int(n_threads, "n_threads", minimum=1)
+    if n_threads is None:
+        wanted = min(available_cores(), openmp_limit or available_cores())
+    else:
+        wanted = check_int(n_threads, "n_threads", minimum=1)
     if not openmp:
         return 1
     for count in range(min(wanted, max(1, hidden // 8)), 0, -1):

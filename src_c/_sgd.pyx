@@ -27,16 +27,23 @@ from _kernels cimport (
     sum_shares,
 )
 
-__all__ = ["OPENMP", "Workspace", "forward_logits", "gemm_columns", "sgd_epoch"]
+__all__ = ["OPENMP", "Workspace", "forward_logits", "gemm_columns", "max_threads", "sgd_epoch"]
 
 
 cdef extern from "_omp_team.h" nogil:
     void team_barrier()      # `#pragma omp barrier` for the enclosing team
     int team_size()          # threads in the enclosing team (1 outside one)
     int openmp_enabled()     # whether this module was compiled with OpenMP
+    int team_limit()         # omp_get_max_threads(): OMP_NUM_THREADS or a threadpoolctl limit
 
 #: Whether this build runs the slices of a step on several threads.
 OPENMP = bool(openmp_enabled())
+
+
+def max_threads():
+    """Threads OpenMP would give a new team here: ``OMP_NUM_THREADS``, a limit set
+    with threadpoolctl or by joblib's workers, else the CPUs (1 without OpenMP)."""
+    return team_limit()
 
 # OpenBLAS (0.3.16+, on AVX-512 cores) multiplies matrices with m*n*k <= 100**3
 # without packing them first; for the (batch, features) @ (features, columns)

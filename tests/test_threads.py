@@ -586,3 +586,22 @@ def test_forward_logits_checks_shapes():
         _sgd.forward_logits(X, W1, b1, W2, b2, ws, np.empty((4, 2)))
     with pytest.raises(ValueError, match="workspace"):
         _sgd.forward_logits(np.ones((5, 3)), np.ones((3, 8)), b1, W2, b2, ws, np.empty((5, 2)))
+
+
+def test_default_thread_count_follows_openmp_limits():
+    """n_threads=None respects OMP_NUM_THREADS-style limits (joblib's workers set them)."""
+    assert _threads.n_slices(None, 128, True, openmp_limit=1) == 1
+    assert _threads.n_slices(None, 128, True, openmp_limit=64) == min(_threads.available_cores(), 64)
+    assert _threads.n_slices(2, 128, True, openmp_limit=1) == 2  # an explicit count wins
+    if not _sgd.OPENMP:
+        pytest.skip("build without OpenMP")
+    from fastmlp._fit import Trainer
+    from fastmlp._threads import BlasThreads
+
+    def slices():
+        return Trainer("cython", 30, 20, 64, 3, np.float64, None, BlasThreads()).workspace.n_slices
+
+    with threadpool_limits(1, user_api="openmp"):
+        assert _sgd.max_threads() == 1
+        assert slices() == 1
+    assert slices() == _threads.n_slices(None, 64, True, _sgd.max_threads())
