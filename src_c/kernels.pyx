@@ -33,7 +33,8 @@ __all__ = [
 
 
 def _float_array(a, name, ndim, writeable=False, dtype=None):
-    """Check that `a` is a C-contiguous float32/float64 ndarray of `ndim` dimensions."""
+    """Check that `a` is a C-contiguous float32/float64 ndarray of `ndim` dimensions
+    (any number of dimensions when `ndim` is None)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}; "
                         f"use numpy.ascontiguousarray({name}, dtype=numpy.float64)")
@@ -43,7 +44,7 @@ def _float_array(a, name, ndim, writeable=False, dtype=None):
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{name} has dtype {a.dtype} but the other arrays are {dtype}; "
                         f"use one dtype for all arguments")
-    if a.ndim != ndim:
+    if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous; pass numpy.ascontiguousarray({name})")
@@ -172,7 +173,7 @@ def l2_sgd_update(W, G, lr, reg):
     W : ndarray
         The same array, changed.
     """
-    _float_array(W, "W", W.ndim if isinstance(W, np.ndarray) else 1, writeable=True)
+    _float_array(W, "W", None, writeable=True)
     _float_array(G, "G", W.ndim, dtype=W.dtype)
     if G.shape != W.shape:
         raise ValueError(f"G must have the shape of W {W.shape}, got {G.shape}")
