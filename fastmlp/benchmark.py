@@ -23,7 +23,7 @@ per epoch. The peers:
     the SGD step over the full batches (a partial last batch is left out and the
     time scaled up to the whole epoch).
 
-Each time is the median of ``repeat`` epochs after a warm-up epoch. GFLOP/s count
+Each time is the median of ``repeat`` epochs after a warm-up of at least 0.3 s. GFLOP/s count
 ``N * (4 D H + 6 H C)`` floating-point operations per epoch (the forward and
 backward products), and "% of peak" divides by a large GEMM's GFLOP/s measured in
 this process in the same dtype. The ratio column is each peer's time over
@@ -92,9 +92,21 @@ def synthetic_data(shape, dtype, seed=0):
     return X, y
 
 
+WARM_UP_SECONDS = 0.3
+
+
 def median_time(run_epoch, repeat):
-    """Median wall time of ``repeat`` calls after one warm-up call, in seconds."""
+    """Median wall time of ``repeat`` calls, in seconds, after warm-up calls.
+
+    The warm-up lasts at least ``WARM_UP_SECONDS``: besides filling caches, it lets
+    the thread pools of whatever ran before (BLAS workers spin for tens of
+    milliseconds after their last call) go idle, so they do not steal the cores
+    from the measured peer.
+    """
+    start = time.perf_counter()
     run_epoch()
+    while time.perf_counter() - start < WARM_UP_SECONDS:
+        run_epoch()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
