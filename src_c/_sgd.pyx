@@ -243,7 +243,7 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
     cdef Py_ssize_t n_batches = (M + B - 1) // B
     # Private to each thread (assigned inside the parallel block):
     cdef int t, team, sl, p, q
-    cdef Py_ssize_t batch, nb, i, h0, k, c
+    cdef Py_ssize_t batch, nb, h0, k, c
     cdef double loss, s1, s2   # W1 = s1 * V1 and W2 = s2 * V2 (see the docstring)
 
     totals[0] = 0
