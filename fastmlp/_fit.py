@@ -192,7 +192,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         params = init_params(rng, n_features, hidden, n_classes, dtype)
     else:
         params = _copy_init(init, n_features, hidden, n_classes, dtype)
-    blas = BlasThreads()
+    blas = BlasThreads.shared()
     trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads, blas)
 
     history = {"loss": [], "train_acc": [], "test_acc": []}

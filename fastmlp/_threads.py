@@ -57,9 +57,19 @@ class BlasThreads:
     _lock = threading.Lock()
     _holders = 0
     _saved = None
+    _instance = None
 
     def __init__(self):
         self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
+
+    @classmethod
+    def shared(cls):
+        """One instance per process: finding the libraries takes milliseconds, and the
+        BLAS that fastmlp's step calls (SciPy's) is loaded before the first fit."""
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
 
     def has_small_gemm(self):
         """Whether the BLAS is an OpenBLAS with the small-matrix GEMM path."""
