@@ -6,6 +6,7 @@ from numpy.testing import assert_allclose
 
 import fastmlp
 from fastmlp import _sgd, reference
+from _helpers import random_problem
 
 # (N, D, H, C, batch)
 CASES = [
@@ -20,20 +21,12 @@ CASES = [
 NAMES = ("W1", "b1", "W2", "b2")
 
 
-def _problem(rng, N, D, H, C, dtype):
-    X = rng.standard_normal((N, D)).astype(dtype)
-    y = rng.integers(0, C, size=N).astype(np.int64)
-    params = (rng.standard_normal((D, H)) * np.sqrt(2 / D), 0.1 * rng.standard_normal(H),
-              rng.standard_normal((H, C)) * np.sqrt(2 / H), 0.1 * rng.standard_normal(C))
-    return X, y, tuple(p.astype(dtype) for p in params)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "N{}-D{}-H{}-C{}-b{}".format(*c))
 @pytest.mark.parametrize("shuffled", [True, False], ids=["shuffled", "in-order"])
 def test_compiled_epoch_matches_reference(dtype, case, shuffled, rng, tol):
     N, D, H, C, batch = case
-    X, y, init = _problem(rng, N, D, H, C, dtype)
+    X, y, init = random_problem(rng, N, D, H, C, dtype)
     order = rng.permutation(N).astype(np.int64) if shuffled else np.arange(N, dtype=np.int64)
     lr, reg = 0.01, 0.05
 
@@ -57,7 +50,7 @@ def test_compiled_epoch_matches_reference(dtype, case, shuffled, rng, tol):
 
 def test_compiled_epoch_repeated_rows_and_subset(rng, tol):
     """``order`` may repeat rows and skip others; the batches follow it exactly."""
-    X, y, init = _problem(rng, 20, 4, 5, 3, np.float64)
+    X, y, init = random_problem(rng, 20, 4, 5, 3, np.float64)
     order = np.array([3, 3, 0, 19, 7, 7, 7, 1], dtype=np.int64)
     ref = tuple(p.copy() for p in init)
     ref_loss, ref_correct = reference.sgd_epoch(X, y, order, ref, 0.02, 0.01, 3)
@@ -70,7 +63,7 @@ def test_compiled_epoch_repeated_rows_and_subset(rng, tol):
 
 
 def test_compiled_epoch_refuses_bad_indices(rng):
-    X, y, init = _problem(rng, 10, 3, 4, 2, np.float64)
+    X, y, init = random_problem(rng, 10, 3, 4, 2, np.float64)
     ws = _sgd.Workspace(4, 3, 4, 2, np.float64)
     with pytest.raises(IndexError):
         _sgd.sgd_epoch(X, y, np.array([0, 10], dtype=np.int64), *init, ws, 0.1, 0.0)

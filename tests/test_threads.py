@@ -16,19 +16,12 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastmlp
 from fastmlp import _sgd, _threads, reference
+from _helpers import random_problem
 
 NAMES = ("W1", "b1", "W2", "b2")
 REPO = Path(fastmlp.__file__).resolve().parent.parent
 
 needs_openmp = pytest.mark.skipif(not _sgd.OPENMP, reason="build without OpenMP: one slice only")
-
-
-def _problem(rng, N, D, H, C, dtype):
-    X = rng.standard_normal((N, D)).astype(dtype)
-    y = rng.integers(0, C, size=N).astype(np.int64)
-    params = (rng.standard_normal((D, H)) * np.sqrt(2 / D), 0.1 * rng.standard_normal(H),
-              rng.standard_normal((H, C)) * np.sqrt(2 / H), 0.1 * rng.standard_normal(C))
-    return X, y, tuple(p.astype(dtype) for p in params)
 
 
 def _compiled(X, y, order, init, batch, lr, reg, n_slices=1, gemm_columns=None, epochs=1):
@@ -82,7 +75,7 @@ CASES = [
 def test_sliced_epoch_matches_reference(n_slices, gemm_columns, case, dtype, rng, tol):
     N, D, H, C, batch = case
     _skip_unless_runnable(n_slices, H)
-    X, y, init = _problem(rng, N, D, H, C, dtype)
+    X, y, init = random_problem(rng, N, D, H, C, dtype)
     order = rng.permutation(N).astype(np.int64)
     lr, reg = 0.01, 0.05
     ref, ref_loss, ref_correct = _reference(X, y, order, init, batch, lr, reg)
@@ -100,7 +93,7 @@ def test_sliced_epoch_matches_reference(n_slices, gemm_columns, case, dtype, rng
 def test_sliced_epochs_chain_and_repeat_rows(n_slices, rng, tol):
     """Several epochs on one workspace (its buffers reused), ``order`` repeating rows."""
     _skip_unless_runnable(n_slices, 16)
-    X, y, init = _problem(rng, 23, 6, 16, 3, np.float64)
+    X, y, init = random_problem(rng, 23, 6, 16, 3, np.float64)
     order = np.concatenate([rng.permutation(23), rng.integers(0, 23, size=11)]).astype(np.int64)
     ref = tuple(p.copy() for p in init)
     ref_results = [reference.sgd_epoch(X, y, order, ref, 0.02, 0.1, 5) for _ in range(3)]
@@ -126,7 +119,7 @@ def test_sliced_epochs_chain_and_repeat_rows(n_slices, rng, tol):
 def test_lazy_decay_rescale_matches_reference(N, n_slices, lr, reg, dtype, rng, tol):
     _skip_unless_runnable(n_slices, 16)
     D, H, C, batch = 7, 16, 4, 6
-    X, y, init = _problem(rng, N, D, H, C, dtype)
+    X, y, init = random_problem(rng, N, D, H, C, dtype)
     X *= dtype(0.3)  # keep lr=0.1 on summed losses from blowing the weights up
     order = rng.permutation(N).astype(np.int64)
     ref, ref_loss, ref_correct = _reference(X, y, order, init, batch, lr, reg)
@@ -141,7 +134,7 @@ def test_lazy_decay_rescale_matches_reference(N, n_slices, lr, reg, dtype, rng, 
 
 def test_lazy_decay_two_epochs_match_reference(rng, tol):
     """The scale starts again at 1 in the next epoch on the written-back weights."""
-    X, y, init = _problem(rng, 45, 5, 16, 3, np.float64)
+    X, y, init = random_problem(rng, 45, 5, 16, 3, np.float64)
     X *= 0.3
     order = rng.permutation(45).astype(np.int64)
     ref = tuple(p.copy() for p in init)
@@ -155,7 +148,7 @@ def test_lazy_decay_two_epochs_match_reference(rng, tol):
 
 @pytest.mark.parametrize("lr,reg", [(0.5, 1.0), (1.0, 0.75), (0.25, 4.0)])
 def test_decay_factor_not_positive_raises_in_sgd_epoch(lr, reg, rng):
-    X, y, init = _problem(rng, 12, 3, 8, 2, np.float64)
+    X, y, init = random_problem(rng, 12, 3, 8, 2, np.float64)
     params = tuple(p.copy() for p in init)
     ws = _sgd.Workspace(4, 3, 8, 2, np.float64)
     with pytest.raises(ValueError, match=r"lr") as info:
@@ -179,7 +172,7 @@ def test_decay_factor_not_positive_raises_in_fit(lr, reg, backend, rng):
 
 def _determinism_problem(dtype=np.float64):
     rng = np.random.default_rng(2024)
-    X, y, init = _problem(rng, 97, 13, 32, 5, dtype)
+    X, y, init = random_problem(rng, 97, 13, 32, 5, dtype)
     order = rng.permutation(97).astype(np.int64)
     return X, y, order, init
 
@@ -274,7 +267,7 @@ def test_concurrent_python_threads_bitwise_equal_to_sequential(dtype):
     problems = []
     for seed in (1, 2):
         rng = np.random.default_rng(seed)
-        X, y, init = _problem(rng, 600, 20, 32, 5, dtype)
+        X, y, init = random_problem(rng, 600, 20, 32, 5, dtype)
         problems.append((X, y, rng.permutation(600).astype(np.int64), init))
     kw = dict(batch=12, lr=0.01, reg=0.2, n_slices=2, epochs=4)
     sequential = [_compiled(X, y, o, init, **kw) for X, y, o, init in problems]
@@ -446,7 +439,7 @@ def test_compiled_epoch_allocates_nothing_per_batch(n_slices):
     peaks = {}
     for N in (300, 3000):
         rng = np.random.default_rng(N)
-        X, y, init = _problem(rng, N, 50, 32, 10, np.float64)
+        X, y, init = random_problem(rng, N, 50, 32, 10, np.float64)
         params = tuple(p.copy() for p in init)
         order = rng.permutation(N).astype(np.int64)
         ws = _sgd.Workspace(30, 50, 32, 10, np.float64, n_slices)
@@ -512,7 +505,7 @@ def test_workspace_with_slices_sizes():
 def test_sgd_epoch_with_slices_refused_without_openmp(rng):
     if _sgd.OPENMP:
         pytest.skip("this build has OpenMP: several slices are allowed")
-    X, y, init = _problem(rng, 10, 3, 8, 2, np.float64)
+    X, y, init = random_problem(rng, 10, 3, 8, 2, np.float64)
     ws = _sgd.Workspace(4, 3, 8, 2, np.float64, 2)
     with pytest.raises(ValueError, match="OpenMP"):
         _sgd.sgd_epoch(X, y, np.arange(10, dtype=np.int64), *init, ws, 0.1, 0.0)
