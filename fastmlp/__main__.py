@@ -7,10 +7,11 @@ import argparse
 import csv
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from fastmlp._files import write_atomically
 
 HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed")
 
@@ -88,19 +89,6 @@ def _label_column(text):
         raise argparse.ArgumentTypeError(f"expected a column index (e.g. 0 or -1) or 'none', got {text!r}")
 
 
-def _write_atomically(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then move it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastmlp-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_history_csv(history, path):
     """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty without test data)."""
     def write(f):
@@ -109,7 +97,7 @@ def write_history_csv(history, path):
         test = history.get("test_acc") or []
         for i, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"])):
             out.writerow([i + 1, repr(loss), repr(acc), repr(test[i]) if i < len(test) else ""])
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def train(args):
@@ -176,7 +164,7 @@ def predict(args):
     labels = model.predict(X)
     lines = "".join(f"{label}\n" for label in labels.tolist())
     if args.out:
-        _write_atomically(args.out, lambda f: f.write(lines))
+        write_atomically(args.out, lambda f: f.write(lines))
     else:
         sys.stdout.write(lines)
     if y is not None:

@@ -74,7 +74,7 @@ class Trainer:
     one thread meanwhile (``BlasThreads.single``).
     """
 
-    def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads, blas):
+    def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads):
         self.backend = backend
         self.batch_size = batch_size
         if backend == "cython":
@@ -82,7 +82,7 @@ class Trainer:
             self._sgd = _sgd
             slices = n_slices(n_threads, hidden, _sgd.OPENMP, _sgd.max_threads())
             columns = (_sgd.gemm_columns(batch_size, n_features, hidden // slices)
-                       if blas.has_small_gemm() else None)
+                       if BlasThreads.shared().has_small_gemm() else None)
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype,
                                             slices, columns)
 
@@ -192,8 +192,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         params = init_params(rng, n_features, hidden, n_classes, dtype)
     else:
         params = _copy_init(init, n_features, hidden, n_classes, dtype)
-    blas = BlasThreads.shared()
-    trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads, blas)
+    trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
 
     history = {"loss": [], "train_acc": [], "test_acc": []}
     model = MLPModel(*params, history=history, params=dict(
@@ -209,7 +208,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     # The compiled step runs on fastmlp's own threads and calls BLAS from each: BLAS
     # stays single-threaded for the whole loop (the test-set evaluation included),
     # since an idle BLAS pool spins for a while after each call and takes the cores.
-    single_blas = blas.single() if backend == "cython" else contextlib.nullcontext()
+    single_blas = BlasThreads.shared().single() if backend == "cython" else contextlib.nullcontext()
     try:
         with single_blas:
             for epoch in range(1, epochs + 1):

@@ -2,12 +2,12 @@
 
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from . import reference
+from ._files import write_atomically
 from ._validation import FLOAT_DTYPES, check_features, check_labels
 from ._version import __version__
 
@@ -125,22 +125,8 @@ class MLPModel:
             "history": self.history,
         }
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _WEIGHTS}
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastmlp-", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, metadata=np.array(json.dumps(metadata)), **arrays)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual mode
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        document = np.array(json.dumps(metadata))
+        write_atomically(path, lambda f: np.savez(f, metadata=document, **arrays), binary=True)
 
 
 def load(path):

@@ -26,9 +26,6 @@ def check_features(X, name, dtype, n_features=None):
     No copy is made when ``X`` already is such an array; otherwise the result is a
     new array and the caller's data is left as it was.
     """
-    if isinstance(X, np.ndarray) and X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}; "
-                        f"convert it with numpy.asarray({name}, dtype=float)")
     try:
         arr = np.asarray(X)
     except ValueError as exc:  # ragged nested lists

@@ -123,9 +123,9 @@ def make_fastmlp(shape, dtype, backend="cython"):
     X, y = synthetic_data(shape, dtype)
     rng = np.random.default_rng(1)
     params = init_params(rng, shape.n_features, shape.hidden, shape.n_classes, np.dtype(dtype))
-    blas = BlasThreads()
+    blas = BlasThreads.shared()
     trainer = Trainer(backend, shape.batch_size, shape.n_features, shape.hidden,
-                      shape.n_classes, np.dtype(dtype), None, blas)
+                      shape.n_classes, np.dtype(dtype), None)
 
     def epoch():
         order = rng.permutation(shape.n_samples)

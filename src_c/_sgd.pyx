@@ -115,6 +115,14 @@ cdef class Workspace:
     def batch_size(self):
         return self.X_batch.shape[1]
 
+    def check(self, n_features, n_hidden, n_classes, dtype):
+        """Raise ValueError unless this workspace fits these sizes and dtype, in this build."""
+        if (self.X_batch.shape[2] != n_features or self.d_b1.shape[0] != n_hidden
+                or self.d_b2.shape[0] != n_classes or self.X_batch.dtype != dtype):
+            raise ValueError("workspace was made for other sizes or another dtype")
+        if self.n_slices > 1 and not OPENMP:
+            raise ValueError("this build has no OpenMP: use a Workspace with n_slices=1")
+
 
 cdef inline void scale_columns(floating[:, ::1] W, Py_ssize_t c0, Py_ssize_t c1,
                                double s) noexcept nogil:
@@ -213,11 +221,7 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
         raise ValueError("weights do not fit X: need W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)")
     if y.shape[0] != N:
         raise ValueError(f"y must have one label per row of X ({N}), got {y.shape[0]}")
-    if (workspace.X_batch.shape[2] != D or workspace.d_b1.shape[0] != H
-            or workspace.d_b2.shape[0] != C or workspace.X_batch.dtype != np.asarray(W1).dtype):
-        raise ValueError("workspace was made for other sizes or another dtype")
-    if S > 1 and not OPENMP:
-        raise ValueError("this build has no OpenMP: use a Workspace with n_slices=1")
+    workspace.check(D, H, C, np.asarray(W1).dtype)
     # Indices are trusted inside the nogil block (bounds checks are off), so check them here.
     if order.shape[0] and (np.min(order) < 0 or np.max(order) >= N):
         raise IndexError(f"order must index rows of X in [0, {N})")
@@ -353,11 +357,7 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
     if (W1.shape[0] != D or b1.shape[0] != H or W2.shape[0] != H or b2.shape[0] != C
             or out.shape[0] != N or out.shape[1] != C):
         raise ValueError("shapes do not fit: need X (N, D), W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), out (N, C)")
-    if (workspace.X_batch.shape[2] != D or workspace.d_b1.shape[0] != H
-            or workspace.d_b2.shape[0] != C or workspace.X_batch.dtype != np.asarray(W1).dtype):
-        raise ValueError("workspace was made for other sizes or another dtype")
-    if S > 1 and not OPENMP:
-        raise ValueError("this build has no OpenMP: use a Workspace with n_slices=1")
+    workspace.check(D, H, C, np.asarray(W1).dtype)
 
     cdef floating[:, :, ::1] R = workspace.hidden
     cdef floating[:, :, :, ::1] Zpart = workspace.logits

@@ -144,3 +144,17 @@ def test_train_refuses_bad_split_and_unlabelled_data(tmp_path, capsys):
     assert "--test-split" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "f.csv"), "--label-column", "none", "--quiet"]) == 1
     assert "no labels" in capsys.readouterr().err
+
+
+def test_written_files_get_the_usual_mode(tmp_path, capsys):
+    X, y = _blobs(40)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "d.npz"),
+                 "--out", str(out / "labels.txt")]) == 0
+    (tmp_path / "plain.txt").write_text("x")
+    usual = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    for name in ("model.npz", "history.csv", "labels.txt"):
+        assert (out / name).stat().st_mode & 0o777 == usual, name
+    assert not [p for p in out.iterdir() if p.name.startswith(".fastmlp-")]

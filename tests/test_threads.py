@@ -589,10 +589,9 @@ def test_default_thread_count_follows_openmp_limits():
     if not _sgd.OPENMP:
         pytest.skip("build without OpenMP")
     from fastmlp._fit import Trainer
-    from fastmlp._threads import BlasThreads
 
     def slices():
-        return Trainer("cython", 30, 20, 64, 3, np.float64, None, BlasThreads()).workspace.n_slices
+        return Trainer("cython", 30, 20, 64, 3, np.float64, None).workspace.n_slices
 
     with threadpool_limits(1, user_api="openmp"):
         assert _sgd.max_threads() == 1
