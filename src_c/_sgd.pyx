@@ -41,6 +41,8 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
+import atexit
+
 import numpy as np
 
 from fastmlp._threads import aligned_empty
@@ -137,6 +139,9 @@ def shutdown(double timeout=5.0):
         deadline = team_clock() + timeout
         while fastmlp_n_running() > 0 and team_clock() < deadline:
             fastmlp_sleep_briefly()
+
+
+atexit.register(shutdown)
 
 
 # ------------------------------------------------------------------ choosing threads

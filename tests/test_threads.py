@@ -641,6 +641,26 @@ def test_fit_in_a_fork_child_after_a_threaded_fit():
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
 
 
+def test_grid_search_on_joblib_multiprocessing_after_a_threaded_fit():
+    """joblib's "multiprocessing" backend forks workers: GridSearchCV must complete, with
+    the scores of a sequential run."""
+    proc = _run_python("""
+        import joblib, numpy as np, fastmlp
+        from sklearn.model_selection import GridSearchCV
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((240, 12)); y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+        fastmlp.fit(X, y, hidden=32, epochs=2, n_threads=2)          # the parent's team
+        grid = {"lr": [1e-3, 3e-3]}
+        est = fastmlp.MLPClassifier(hidden=32, epochs=5, random_state=0)
+        with joblib.parallel_backend("multiprocessing", n_jobs=2):
+            forked = GridSearchCV(est, grid, cv=2).fit(X, y)
+        local = GridSearchCV(est, grid, cv=2, n_jobs=1).fit(X, y)
+        assert np.array_equal(forked.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"])
+        print("ok")
+    """, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
 @pytest.mark.parametrize("run", range(3))
 def test_interpreter_exit_during_a_fit_in_a_daemon_thread(run):
     """The main thread returns while a daemon thread trains: exit must be clean, with
