@@ -8,7 +8,7 @@ import numpy as np
 
 from . import reference
 from ._model import MLPModel, logits_in_blocks
-from ._blas import BlasThreads, step_gemm_columns
+from ._blas import BlasThreads, step_products
 from ._threads import aligned_copy, n_slices
 from ._validation import (
     all_finite,
@@ -84,9 +84,9 @@ class Trainer:
             from . import _sgd
             self._sgd = _sgd
             slices = n_slices(n_threads, hidden)
+            columns, small_gemm = step_products(batch_size, n_features, hidden // slices)
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
-                                            step_gemm_columns(batch_size, n_features, hidden // slices),
-                                            adaptive=adaptive_threads)
+                                            columns, adaptive=adaptive_threads, small_gemm=small_gemm)
 
     def running(self):
         """Context for the epochs: the compiled step runs on fastmlp's own threads and
