@@ -681,7 +681,7 @@ def test_interpreter_exit_during_a_fit_in_a_daemon_thread(run):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_ctrl_c_stops_an_epoch_after_a_complete_step(dtype):
+def test_ctrl_c_stops_an_epoch_after_a_complete_step(dtype, tmp_path):
     """SIGINT during a long epoch: KeyboardInterrupt reaches the caller before the epoch
     ends, and the weights are those after a whole number of steps (finite, not torn)."""
     env = dict(os.environ)
@@ -705,21 +705,18 @@ def test_ctrl_c_stops_an_epoch_after_a_complete_step(dtype):
             np.savez(%r, ws.steps, *params)
             print("interrupted", flush=True)
     """)
-    out = REPO / "tests" / f".ctrl_c_{dtype}_{os.getpid()}.npz"
-    try:
-        child = subprocess.Popen([sys.executable, "-c", code % (dtype, str(out))], env=env,
-                                 cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        child.send_signal(signal.SIGINT)
-        stdout, stderr = child.communicate(timeout=60)
-        assert child.returncode == 0 and "interrupted" in stdout, stderr
-        with np.load(out) as saved:
-            steps = int(saved["arr_0"])
-            got = [saved[f"arr_{i}"] for i in range(1, 5)]
-    finally:
-        if out.exists():
-            out.unlink()
+    out = tmp_path / "interrupted.npz"
+    child = subprocess.Popen([sys.executable, "-c", code % (dtype, str(out))], env=env,
+                             cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0 and "interrupted" in stdout, stderr
+    with np.load(out) as saved:
+        steps = int(saved["arr_0"])
+        got = [saved[f"arr_{i}"] for i in range(1, 5)]
     assert 0 < steps < 80_000
     # The weights are exactly those after `steps` whole steps.
     rng = np.random.default_rng(0)
