@@ -77,10 +77,12 @@ class Trainer:
     def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads):
         self.backend = backend
         self.batch_size = batch_size
+        self.n_threads = 1  # threads the epochs run on
         if backend == "cython":
             from . import _sgd
             self._sgd = _sgd
             slices = n_slices(n_threads, hidden, _sgd.OPENMP, _sgd.max_threads())
+            self.n_threads = slices
             columns = (_sgd.gemm_columns(batch_size, n_features, hidden // slices)
                        if BlasThreads.shared().has_small_gemm() else None)
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype,
@@ -198,7 +200,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
         seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
-        shuffle=bool(shuffle), dtype=dtype.name, backend=backend))
+        shuffle=bool(shuffle), dtype=dtype.name, backend=backend, n_threads=trainer.n_threads))
 
     bar = None
     if progress:
