@@ -15,6 +15,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 skl2onnx = pytest.importorskip("skl2onnx")
 
+# One thread per fit: the thread count does not matter here, and one is fastest for small
+# networks on a busy machine.
+ONE = {"n_threads": 1}
 # Largest |ONNX Runtime - reference| of the probabilities (measured: 1.2e-7 float32 and
 # 2.2e-16 float64 on digits, 1.1-1.8e-6 float32 on MNIST; 7.9e-7 for a float32 pipeline).
 ATOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
@@ -42,7 +45,7 @@ def digits():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_model_matches_reference(digits, dtype):
     X_train, y_train, X_test, _ = digits
-    model = fastmlp.fit(X_train.astype(dtype), y_train, hidden=32, epochs=10, seed=0)
+    model = fastmlp.fit(X_train.astype(dtype), y_train, hidden=32, epochs=10, seed=0, **ONE)
     X = X_test.astype(dtype)
     label, proba = run(model.to_onnx(), X)
     expected = reference_probabilities(X, (model.W1, model.b1, model.W2, model.b2))
@@ -63,7 +66,7 @@ def test_model_matches_reference(digits, dtype):
 def test_labels_are_the_classes(rng, classes):
     X = rng.standard_normal((200, 5))
     y = classes[rng.integers(0, 3, size=200)]
-    clf = fastmlp.MLPClassifier(hidden=16, epochs=5, lr=1e-3, random_state=0).fit(X, y)
+    clf = fastmlp.MLPClassifier(hidden=16, epochs=5, lr=1e-3, random_state=0, **ONE).fit(X, y)
     label, proba = run(clf.to_model().to_onnx(), X)
     np.testing.assert_array_equal(label, clf.predict(X))
     assert set(label.tolist()) <= set(classes.tolist()) and len(set(label.tolist())) > 1
@@ -73,7 +76,7 @@ def test_labels_are_the_classes(rng, classes):
 def test_boolean_labels(rng):
     X = rng.standard_normal((100, 4))
     y = X[:, 0] > 0
-    clf = fastmlp.MLPClassifier(hidden=8, epochs=20, lr=1e-2, random_state=0).fit(X, y)
+    clf = fastmlp.MLPClassifier(hidden=8, epochs=20, lr=1e-2, random_state=0, **ONE).fit(X, y)
     label, _ = run(clf.to_model().to_onnx(), X)
     assert label.dtype == bool
     np.testing.assert_array_equal(label, clf.predict(X))
@@ -81,7 +84,7 @@ def test_boolean_labels(rng):
 
 def test_file_and_dtype_conversion(tmp_path, digits):
     X_train, y_train, X_test, _ = digits
-    model = fastmlp.fit(X_train, y_train, hidden=16, epochs=3, seed=1)  # float64
+    model = fastmlp.fit(X_train, y_train, hidden=16, epochs=3, seed=1, **ONE)  # float64
     path = tmp_path / "model.onnx"
     returned = model.to_onnx(path, dtype="float32")
     assert onnx.load(str(path)) == returned
@@ -98,7 +101,7 @@ def test_file_and_dtype_conversion(tmp_path, digits):
 
 
 def test_bad_dtype_and_missing_extra(monkeypatch, digits):
-    model = fastmlp.fit(digits[0], digits[1], hidden=8, epochs=1)
+    model = fastmlp.fit(digits[0], digits[1], hidden=8, epochs=1, **ONE)
     with pytest.raises(ValueError, match="dtype must be float32 or float64"):
         model.to_onnx(dtype="int32")
     with pytest.raises(TypeError, match="dtype must be"):
@@ -114,7 +117,7 @@ def test_bad_dtype_and_missing_extra(monkeypatch, digits):
 def test_cli_export(tmp_path, capsys, digits):
     X_train, y_train, X_test, _ = digits
     names = np.array([f"digit {d}" for d in range(10)])
-    model = fastmlp.fit(X_train, y_train, hidden=16, epochs=3)
+    model = fastmlp.fit(X_train, y_train, hidden=16, epochs=3, **ONE)
     model.classes = names
     model.save(tmp_path / "model.npz")
     out = tmp_path / "model.onnx"
@@ -136,7 +139,7 @@ def test_pipeline_with_scaler(digits, dtype):
     X_train, y_train, X_test, _ = digits
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
     pipe = Pipeline([("scale", StandardScaler()),
-                     ("mlp", fastmlp.MLPClassifier(hidden=32, epochs=10, random_state=0))])
+                     ("mlp", fastmlp.MLPClassifier(hidden=32, epochs=10, random_state=0, **ONE))])
     pipe.fit(X_train, names[y_train])
     onnx_model = skl2onnx.to_onnx(pipe, X_train[:1].astype(dtype))
     label, proba = run(onnx_model, X_test.astype(dtype))
@@ -153,7 +156,7 @@ def test_mnist_float32():
     X = X.astype(np.float32)
     order = np.random.default_rng(0).permutation(len(X))
     train, held_out = order[:2580], order[2580:5160]
-    model = fastmlp.fit(X[train], y[train], hidden=128, epochs=5, seed=0)
+    model = fastmlp.fit(X[train], y[train], hidden=128, epochs=5, seed=0, **ONE)
     label, proba = run(model.to_onnx(), X[held_out])
     expected = reference_probabilities(X[held_out], (model.W1, model.b1, model.W2, model.b2))
     diff = np.abs(proba - expected).max()
