@@ -15,6 +15,7 @@ only here and only when exporting.
 import os
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
 from ._files import write_atomically
 from ._version import __version__
@@ -68,8 +69,10 @@ def label_values(classes):
         return classes.astype(np.float64)
     if kind == "b":
         return classes.astype(bool)
-    if kind in "US" or (kind == "O" and all(isinstance(c, str) for c in classes.tolist())):
-        return np.array([str(c) for c in classes.tolist()], dtype=object)
+    if kind in "US":
+        return classes.astype(str).astype(object)
+    if kind == "O" and all(isinstance(c, str) for c in classes.tolist()):
+        return classes.copy()
     raise TypeError(f"classes of dtype {classes.dtype} cannot be ONNX labels: use integer, float, "
                     f"boolean or string labels")
 
@@ -95,9 +98,9 @@ def network_graph(weights, dtype, classes, X, label, probabilities, name=str):
     nodes : list of (op_type, inputs, outputs, attributes)
     constants : dict name -> ndarray
     """
-    W1, b1, W2, b2 = (np.ascontiguousarray(w, dtype=dtype) for w in weights)
-    c = {name(k): v for k, v in (("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2))}
-    w1, bias1, w2, bias2 = c
+    w1, bias1, w2, bias2 = (name(k) for k in ("W1", "b1", "W2", "b2"))
+    constants = {key: np.ascontiguousarray(w, dtype=dtype)
+                 for key, w in zip((w1, bias1, w2, bias2), weights)}
     a1, relu, logits = name("A1"), name("R"), name("logits")
     xw1, rw2 = name("X_W1"), name("R_W2")
     nodes = [
@@ -112,10 +115,10 @@ def network_graph(weights, dtype, classes, X, label, probabilities, name=str):
         nodes.append(("ArgMax", [logits], [label], {"axis": 1, "keepdims": 0}))
     else:
         index, values = name("index"), name("classes")
-        c[values] = label_values(classes)
+        constants[values] = label_values(classes)
         nodes += [("ArgMax", [logits], [index], {"axis": 1, "keepdims": 0}),
                   ("Gather", [values, index], [label], {"axis": 0})]  # label = classes[index]
-    return nodes, c
+    return nodes, constants
 
 
 def model_to_onnx(model, path=None, dtype=None):
@@ -162,6 +165,10 @@ def skl2onnx_shape_calculator(operator):
     """Output types of an MLPClassifier inside a skl2onnx graph: label (N,), probabilities (N, C)."""
     types = require("skl2onnx").common.data_types
     clf = operator.raw_operator
+    check_is_fitted(clf)
+    if not isinstance(operator.inputs[0].type, (types.FloatTensorType, types.DoubleTensorType)):
+        raise TypeError(f"MLPClassifier converts for float or double input, got "
+                        f"{operator.inputs[0].type}: give skl2onnx float32 or float64 data")
     n_rows = operator.inputs[0].get_first_dimension()
     label_type = {"i": types.Int64TensorType, "f": types.DoubleTensorType,
                   "b": types.BooleanTensorType, "O": types.StringTensorType}[label_values(clf.classes_).dtype.kind]

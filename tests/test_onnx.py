@@ -150,6 +150,17 @@ def test_pipeline_with_scaler(digits, dtype):
     np.testing.assert_array_equal(label, pipe.predict(X_test))
 
 
+def test_pipeline_errors(digits):
+    from sklearn.exceptions import NotFittedError
+
+    X = digits[0]
+    with pytest.raises(NotFittedError):
+        skl2onnx.to_onnx(fastmlp.MLPClassifier(), X[:1])
+    clf = fastmlp.MLPClassifier(hidden=8, epochs=1, **ONE).fit(X, digits[1])
+    with pytest.raises(TypeError, match="float32 or float64 data"):
+        skl2onnx.to_onnx(clf, X[:1].astype(np.int64))
+
+
 def test_mnist_float32():
     folder = mnist_dir()
     X, y = load_idx(folder / "t10k-images-idx3-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz")
