@@ -65,8 +65,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     W1_, b1_, W2_, b2_ : ndarrays
         The fitted weights, as in :class:`fastmlp.MLPModel`.
     n_threads_ : int
-        Threads the last :meth:`fit` or :meth:`partial_fit` ran on (with
-        ``n_threads=None``: the available cores, or OpenMP's limit when lower).
+        The thread count of the last :meth:`fit` or :meth:`partial_fit`: the slices
+        its hidden units were split into, each run by one thread at most (with
+        ``n_threads=None``: the available cores, or fewer under ``FASTMLP_NUM_THREADS``,
+        ``OMP_NUM_THREADS`` or ``threadpool_limits``); 1 for the NumPy backend.
     history_ : dict of lists
         ``loss``, ``train_acc`` (and ``test_acc``, empty here) per epoch, over every
         :meth:`fit` (with ``warm_start``) or :meth:`partial_fit` call since the weights
