@@ -2,14 +2,17 @@
 
 import contextlib
 import numbers
+import warnings
 
 import numpy as np
 
 from . import reference
+from ._divergence import DivergenceCheck
 from ._model import MLPModel, logits_in_blocks
+from ._plot import check_plot_path
 from ._threads import BlasThreads, n_slices
 from ._validation import (
-    all_finite,
+    check_bool,
     check_features,
     check_float,
     check_int,
@@ -56,11 +59,15 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
             raise ValueError(f"init {name} is not an array of numbers ({exc})") from None
         if given.dtype.kind not in "biuf":
             raise TypeError(f"init {name} must hold real numbers, got dtype {given.dtype}")
-        a = np.array(given, dtype=dtype, order="C", copy=True)
+        with np.errstate(over="ignore"):
+            a = np.array(given, dtype=dtype, order="C", copy=True)
         if a.shape != shape:
             raise ValueError(f"init {name} has shape {a.shape} but the data and hidden={hidden} "
                              f"need {shape} (n_features={n_features}, n_classes={n_classes})")
         if not np.isfinite(a).all():
+            if given.dtype.kind == "f" and np.isfinite(given).all():
+                raise ValueError(f"init {name} holds values too large for {np.dtype(dtype).name} "
+                                 f"(|x| > {np.finfo(dtype).max:.3g}); use dtype=float64 or smaller weights")
             raise ValueError(f"init {name} contains NaN or infinity")
         out.append(a)
     return tuple(out)
@@ -136,6 +143,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         each epoch's shuffle; the same for both backends.
     shuffle : bool, default True
         Visit the rows in a new random order each epoch; if False, in order.
+        (Only True or False: a string such as ``"no"`` is refused, not taken as true.)
     init : tuple (W1, b1, W2, b2), optional
         Starting weights instead of the random ones (copied, never modified).
     dtype : float32 or float64, optional
@@ -151,6 +159,9 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         of one sum and so the last bits.
     plot : str or os.PathLike, optional
         Write the epoch plots (loss; training and test accuracy) to this PNG file.
+        The path is checked before the first epoch (its folder must exist); if
+        writing the plot still fails, a ``RuntimeWarning`` says why and the trained
+        model is returned all the same.
     progress : bool, default False
         Show a tqdm progress bar over epochs with the loss and accuracies.
 
@@ -162,7 +173,10 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     Raises
     ------
     FloatingPointError
-        When the loss or the weights stop being finite (lr too large).
+        When training diverges (lr too large, or X unscaled), checked after every
+        epoch: the loss or the weights stop being finite, the loss grows 1000-fold
+        beyond its start, or the hidden layer dies (every ReLU output 0 for every
+        training sample). See :class:`fastmlp._divergence.DivergenceCheck`.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -177,6 +191,10 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     reg = check_float(reg, "reg", positive=False)
     if n_threads is not None:
         check_int(n_threads, "n_threads", minimum=1)
+    shuffle = check_bool(shuffle, "shuffle")
+    progress = check_bool(progress, "progress")
+    if plot is not None:
+        check_plot_path(plot, "plot")
     if 2 * lr * reg >= 1:
         raise ValueError(f"lr * reg must be < 0.5 (got lr={lr}, reg={reg}): each step scales the "
                          f"weights by 1 - 2*lr*reg, which must stay positive; lower lr or reg")
@@ -197,7 +215,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     history = {"loss": [], "train_acc": [], "test_acc": []}
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
-        seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
+        seed=int(seed) if isinstance(seed, numbers.Integral) else None if seed is None else repr(seed),
         shuffle=bool(shuffle), dtype=dtype.name, backend=backend))
 
     bar = None
@@ -205,6 +223,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, unit="epoch", desc="fastmlp")
     in_order = np.arange(n_samples, dtype=np.int64)
+    divergence = DivergenceCheck(X, y, params, lr)
     # The compiled step runs on fastmlp's own threads and calls BLAS from each: BLAS
     # stays single-threaded for the whole loop (the test-set evaluation included),
     # since an idle BLAS pool spins for a while after each call and takes the cores.
@@ -214,10 +233,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(n_samples) if shuffle else in_order
                 data_loss, n_correct = trainer.epoch(X, y, order, params, lr, reg)
-                if not np.isfinite(data_loss) or not all(all_finite(p) for p in params):
-                    raise FloatingPointError(
-                        f"training diverged in epoch {epoch}: the loss or the weights are no longer "
-                        f"finite; use a smaller learning rate than lr={lr}")
+                divergence.after_epoch(epoch, data_loss / n_samples, params)
                 history["loss"].append(data_loss / n_samples)
                 history["train_acc"].append(n_correct / n_samples)
                 postfix = {"loss": f"{history['loss'][-1]:.4f}", "train_acc": f"{history['train_acc'][-1]:.4f}"}
@@ -233,6 +249,16 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
             bar.close()
 
     if plot is not None:
-        from ._plot import plot_history
-        plot_history(history, plot)
+        _plot_or_warn(history, plot)
     return model
+
+
+def _plot_or_warn(history, path):
+    """Write the epoch plots; on failure warn (RuntimeWarning) instead of losing the model."""
+    from ._plot import plot_history
+    try:
+        plot_history(history, path)
+    except Exception as exc:  # an accessory: the trained model matters more
+        warnings.warn(f"the epoch plots could not be written to {path!r} ({type(exc).__name__}: "
+                      f"{exc}); the trained model is returned without them", RuntimeWarning,
+                      stacklevel=3)
