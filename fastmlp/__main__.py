@@ -12,6 +12,9 @@ import time
 import numpy as np
 
 from fastmlp._files import write_atomically
+from fastmlp._model import json_classes
+from fastmlp._plot import plot_history
+from fastmlp._validation import matching_labels
 
 HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed")
 
@@ -89,6 +92,28 @@ def _label_column(text):
         raise argparse.ArgumentTypeError(f"expected a column index (e.g. 0 or -1) or 'none', got {text!r}")
 
 
+def _fraction(text):
+    """--test-split: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) (e.g. 0.25), got {text!r}")
+    return value
+
+
+def _positive_int(text):
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def write_history_csv(history, path):
     """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty without test data)."""
     def write(f):
@@ -118,8 +143,6 @@ def train(args):
             raise ValueError(f"--test-data has labels the training data lacks: {unknown[:5].tolist()}")
         y_test_index = np.searchsorted(classes, y_test)
     elif args.test_split > 0:
-        if not args.test_split < 1:
-            raise ValueError(f"--test-split must be a fraction in [0, 1), got {args.test_split}")
         order = np.random.default_rng(args.seed).permutation(len(X))
         n_test = int(round(len(X) * args.test_split))
         if n_test == 0 or n_test == len(X):
@@ -130,24 +153,50 @@ def train(args):
     else:
         X_test = y_test_index = None
 
+    try:
+        json_classes(classes)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--data: its labels cannot be stored in a model file ({exc})") from None
+    paths = _output_paths(args.out, ("model.npz", "epoch_plots.png", "history.csv"))
+
     print(_describe("data", X))
     print(f"{len(classes)} classes, {len(X)} training samples"
           + (f", {len(X_test)} test samples" if X_test is not None else ""))
-    os.makedirs(args.out, exist_ok=True)
-    paths = {name: os.path.join(args.out, name) for name in ("model.npz", "epoch_plots.png", "history.csv")}
     start = time.perf_counter()
     model = fastmlp.fit(X, y_index, X_test=X_test, y_test=y_test_index, n_classes=len(classes),
-                        dtype=args.dtype, n_threads=args.threads, plot=paths["epoch_plots.png"],
+                        dtype=args.dtype, n_threads=args.threads,
                         progress=_progress(args), **_fit_kwargs(args))
     elapsed = time.perf_counter() - start
     model.classes = classes
+    # The model first, the accessories after: a failing plot must not cost the run.
     model.save(paths["model.npz"])
     write_history_csv(model.history, paths["history.csv"])
     print(f"training accuracy {model.score(X, classes[y_index])}")
     if X_test is not None:
         print(f"test accuracy {model.history['test_acc'][-1]}")
-    print(f"trained in {elapsed:.2f} s; wrote {', '.join(paths.values())}")
+    print(f"trained in {elapsed:.2f} s; wrote {paths['model.npz']}, {paths['history.csv']}")
+    try:
+        plot_history(model.history, paths["epoch_plots.png"])
+    except Exception as exc:
+        raise OSError(f"could not write {paths['epoch_plots.png']!r} ({type(exc).__name__}: {exc}); "
+                      f"the model and history were written") from None
+    print(f"wrote {paths['epoch_plots.png']}")
     return 0
+
+
+def _output_paths(folder, names):
+    """``{name: path}`` in ``folder`` (created if missing), checked before any work: none
+    of the paths may be a folder."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {folder!r}: cannot create the output folder ({exc})") from None
+    paths = {name: os.path.join(folder, name) for name in names}
+    for path in paths.values():
+        if os.path.isdir(path):
+            raise ValueError(f"--out {folder!r}: {path!r} is a folder, so the output cannot be "
+                             f"written there; remove it or choose another --out")
+    return paths
 
 
 def predict(args):
@@ -163,13 +212,13 @@ def predict(args):
                          f"{model.n_features}{hint}")
     labels = model.predict(X)
     lines = "".join(f"{label}\n" for label in labels.tolist())
+    correct = None if y is None else matching_labels(labels, y, "--data labels")
     if args.out:
         write_atomically(args.out, lambda f: f.write(lines))
     else:
         sys.stdout.write(lines)
-    if y is not None:
-        print(f"accuracy {float(np.mean(labels.astype(str) == np.asarray(y).astype(str)))} "
-              f"on {len(y)} labelled samples", file=sys.stderr)
+    if correct is not None:
+        print(f"accuracy {float(np.mean(correct))} on {len(y)} labelled samples", file=sys.stderr)
     return 0
 
 
@@ -210,7 +259,7 @@ def build_parser():
     p.add_argument("--data", nargs="+", required=True, metavar="PATH",
                    help="an .npz (arrays X, y) or .csv file, or IDX images and labels files")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--test-split", type=float, default=0.0, metavar="FRACTION",
+    group.add_argument("--test-split", type=_fraction, default=0.0, metavar="FRACTION",
                        help="hold out this fraction of --data for testing (default 0: none)")
     group.add_argument("--test-data", nargs="+", metavar="PATH", help="held-out data, as --data")
     p.add_argument("--label-column", type=_label_column, default=0,
@@ -239,7 +288,8 @@ def build_parser():
                                    "OpenBLAS's best kernels: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
                                    "fastmlp bench")
     p.add_argument("--quick", action="store_true", help="only the seed's shape")
-    p.add_argument("--repeat", type=int, default=5, help="timed epochs per measurement (median)")
+    p.add_argument("--repeat", type=_positive_int, default=5,
+                   help="timed epochs per measurement (median)")
     p.add_argument("--out", default="benchmarks/results", help="folder for results.md/.csv/.png")
     p.add_argument("--peers", nargs="+", metavar="PEER",
                    help="a subset of: " + ", ".join(repr(p) for p in (
