@@ -19,7 +19,7 @@ from ._validation import all_finite
 # chance level, if larger). Normal runs stay within a small factor of it.
 EXPLOSION_FACTOR = 1000.0
 _SAMPLE_ROWS = 256  # rows that estimate the starting loss
-_FIRST_BLOCK = 64   # rows of the first block of the dead-layer scan; each next one doubles
+_FIRST_BLOCK = 16   # rows of the first block of the dead-layer scan; each next one doubles
 
 
 class DivergenceCheck:
@@ -33,7 +33,7 @@ class DivergenceCheck:
        weights on the first 256 training rows;
     3. the hidden layer is not dead: some hidden unit has a positive pre-activation
        ``X @ W1 + b1`` for some training row. The rows are scanned in doubling
-       blocks (64, 128, ...) and the scan stops at the first positive entry, so a
+       blocks (16, 32, ...) and the scan stops at the first positive entry, so a
        living layer costs one small product; only a dead one costs a full pass
        (once: it then raises). Skipped when the layer is dead already at the
        start (e.g. all-zero features), which is no divergence.

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._fit import fit as _fit
 from ._model import MLPModel
+from ._validation import check_bool
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -100,6 +101,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _weights(self):
         return (self.W1_, self.b1_, self.W2_, self.b2_)
 
+    def _continued_weights(self, dtype, how):
+        """The fitted weights as the starting point of more training, in ``dtype``;
+        ValueError if ``hidden`` has changed since they were fitted."""
+        if self.hidden != self.W1_.shape[1]:
+            raise ValueError(f"{how}: hidden={self.hidden!r} but the fitted network has "
+                             f"{self.W1_.shape[1]} hidden units; set hidden back, or refit from "
+                             f"scratch (warm_start=False, or a fresh estimator)")
+        return tuple(w.astype(dtype) for w in self._weights())
+
     def _train(self, X, y_encoded, epochs, init, rng):
         model = _fit(X, y_encoded, hidden=self.hidden, epochs=epochs, batch_size=self.batch_size,
                      lr=self.lr, reg=self.reg, n_classes=len(self.classes_), seed=rng,
@@ -136,7 +146,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        continuing = self.warm_start and hasattr(self, "W1_")
+        continuing = check_bool(self.warm_start, "warm_start") and hasattr(self, "W1_")
         X, y = validate_data(self, X, y, reset=not continuing, dtype=self._dtype(), order="C")
         check_classification_targets(y)
         classes = np.unique(y)
@@ -144,7 +154,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if not np.all(np.isin(classes, self.classes_)):
                 raise ValueError(f"warm_start: y has classes {classes.tolist()}, the model was fitted "
                                  f"on {self.classes_.tolist()}; refit with warm_start=False")
-            init = tuple(w.astype(X.dtype) for w in self._weights())
+            init = self._continued_weights(X.dtype, "warm_start")
         else:
             self.classes_ = classes
             init = None
@@ -170,6 +180,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit")
         X, y = validate_data(self, X, y, reset=first, dtype=self._dtype(), order="C")
         check_classification_targets(y)
+        if classes is not None and np.ndim(classes) != 1:
+            raise ValueError(f"classes must be a 1-D list of every label, got shape {np.shape(classes)}")
         if first:
             classes = np.asarray(classes)
             check_classification_targets(classes)
@@ -182,7 +194,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                  f"{self.classes_.tolist()}")
             if not hasattr(self, "_partial_rng"):  # fitted by fit(): continue its stream afresh
                 self._partial_rng = self._rng()
-            init = tuple(w.astype(X.dtype) for w in self._weights())
+            init = self._continued_weights(X.dtype, "partial_fit")
         self._train(X, self._encode(y), 1, init, self._partial_rng)
         return self
 
