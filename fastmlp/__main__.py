@@ -92,28 +92,6 @@ def _label_column(text):
         raise argparse.ArgumentTypeError(f"expected a column index (e.g. 0 or -1) or 'none', got {text!r}")
 
 
-def _fraction(text):
-    """--test-split: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) (e.g. 0.25), got {text!r}")
-    return value
-
-
-def _positive_int(text):
-    """An integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def write_history_csv(history, path):
     """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty without test data)."""
     def write(f):
@@ -142,7 +120,9 @@ def train(args):
         if unknown.size:
             raise ValueError(f"--test-data has labels the training data lacks: {unknown[:5].tolist()}")
         y_test_index = np.searchsorted(classes, y_test)
-    elif args.test_split > 0:
+    elif args.test_split != 0:
+        if not 0 < args.test_split < 1:  # (NaN fails this too)
+            raise ValueError(f"--test-split must be a fraction in [0, 1), got {args.test_split}")
         order = np.random.default_rng(args.seed).permutation(len(X))
         n_test = int(round(len(X) * args.test_split))
         if n_test == 0 or n_test == len(X):
@@ -226,6 +206,8 @@ def bench(args):
     """Run the benchmark suite (fastmlp.benchmark): print the table, write md/csv/png."""
     from fastmlp import benchmark
 
+    if args.repeat < 1:
+        raise ValueError(f"--repeat must be at least 1 (timed epochs per measurement), got {args.repeat}")
     peers = benchmark.PEERS if not args.peers else tuple(args.peers)
     unknown = sorted(set(peers) - set(benchmark.PEERS))
     if unknown:
@@ -259,7 +241,7 @@ def build_parser():
     p.add_argument("--data", nargs="+", required=True, metavar="PATH",
                    help="an .npz (arrays X, y) or .csv file, or IDX images and labels files")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--test-split", type=_fraction, default=0.0, metavar="FRACTION",
+    group.add_argument("--test-split", type=float, default=0.0, metavar="FRACTION",
                        help="hold out this fraction of --data for testing (default 0: none)")
     group.add_argument("--test-data", nargs="+", metavar="PATH", help="held-out data, as --data")
     p.add_argument("--label-column", type=_label_column, default=0,
@@ -288,8 +270,7 @@ def build_parser():
                                    "OpenBLAS's best kernels: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
                                    "fastmlp bench")
     p.add_argument("--quick", action="store_true", help="only the seed's shape")
-    p.add_argument("--repeat", type=_positive_int, default=5,
-                   help="timed epochs per measurement (median)")
+    p.add_argument("--repeat", type=int, default=5, help="timed epochs per measurement (median)")
     p.add_argument("--out", default="benchmarks/results", help="folder for results.md/.csv/.png")
     p.add_argument("--peers", nargs="+", metavar="PEER",
                    help="a subset of: " + ", ".join(repr(p) for p in (

@@ -5,15 +5,15 @@ its header declares, and lets the zip and ``.npy`` parsers' own exceptions
 (``NotImplementedError``, ``RuntimeError``, ``AttributeError``, ...) escape on a
 damaged file. :class:`NpzArchive` instead checks every member's name, its
 ``.npy`` header (shape, dtype, never an object array) and its declared size
-against the archive before reading a byte of data, reads the data in chunks,
-and turns every sign of damage into a ``ValueError`` that names the file.
+against the archive before reading a byte of data, then lets
+``numpy.lib.format.read_array`` read it with ``allow_pickle=False``, and turns
+every sign of damage into a ``ValueError`` that names the file.
 
 Memory stays bounded by the file: a stored member must be as large as it
 claims, and a compressed one may claim at most ``_MAX_RATIO`` times its
 compressed size (deflate cannot expand data more than 1032-fold).
 """
 
-import bz2  # noqa: F401  (zipfile's bzip2 members raise its OSError/ValueError)
 import lzma
 import math
 import os
@@ -27,7 +27,6 @@ from ._files import check_regular_file
 
 _MAX_RATIO = 1100
 _NPY_MAGIC = b"\x93NUMPY"
-_CHUNK = 1 << 20
 # What the zip, decompression and .npy header parsers raise on damaged bytes.
 # (RuntimeError covers encrypted members and RecursionError.)
 _DAMAGE = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, ValueError,
@@ -104,34 +103,33 @@ class NpzArchive:
 
         ``check`` returns None to accept the array, or a message saying what is
         wrong with it, which is raised as a ValueError naming the file before
-        anything is allocated for the array. The data is read in chunks and must
-        fill the member exactly; its CRC is verified.
+        anything is allocated for the array. The member must hold exactly the
+        bytes its header describes; then ``numpy.lib.format.read_array`` reads it
+        with ``allow_pickle=False``, and its CRC is verified.
         """
         info = self._members[name]
         self._check_declared_size(info)
         try:
             with self._zip.open(info) as member:
-                shape, fortran_order, dtype = self._header(member, name)
+                shape, dtype = self._header(member, name)
                 problem = None if check is None else check(shape, dtype)
                 if problem is not None:
                     raise _Refused(f"{self.what} {self.path!r}: {problem}")
-                count = math.prod(shape)
-                n_bytes = count * dtype.itemsize
+                n_bytes = math.prod(shape) * dtype.itemsize
                 if info.file_size != member.tell() + n_bytes:
                     raise _Refused(self.damaged(
                         f"array {name!r} declares shape {shape} of {dtype} ({n_bytes} bytes) but "
                         f"its member holds {info.file_size - member.tell()} bytes of data"))
-                data = np.empty(count, dtype=dtype)
-                buffer = data.view(np.uint8) if n_bytes else None
-                if not _read_into(member, buffer, n_bytes) or member.read(1):
-                    raise _Refused(self.damaged(f"array {name!r} does not fill its member exactly"))
+            # Checked: now numpy reads it (never unpickling), and the CRC is verified at the end.
+            with self._zip.open(info) as member:
+                data = np.lib.format.read_array(member, allow_pickle=False)
+                if member.read(1):
+                    raise _Refused(self.damaged(f"array {name!r} has bytes after its data"))
         except _Refused as refusal:
             raise ValueError(str(refusal)) from None
         except _DAMAGE as exc:
             raise self.damaged(f"array {name!r} cannot be read ({type(exc).__name__}: {exc})") from None
-        if fortran_order:
-            return data.reshape(shape[::-1]).T
-        return data.reshape(shape)
+        return data
 
     def _check_declared_size(self, info):
         """Refuse a member whose declared sizes the archive cannot hold: the source of
@@ -144,32 +142,20 @@ class NpzArchive:
                                f"({info.compress_size} compressed) in a file of {self._size} bytes")
 
     def _header(self, member, name):
-        """``(shape, fortran_order, dtype)`` from the ``.npy`` header of ``member``."""
+        """``(shape, dtype)`` from the ``.npy`` header of ``member``."""
         version = np.lib.format.read_magic(member)
         if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
         elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
         else:
             raise _Refused(self.damaged(f"array {name!r} has .npy format version {version}, "
                                         f"expected 1.0 or 2.0"))
         if dtype.hasobject:
             raise _Refused(f"{self.what} {self.path!r}: array {name!r} is an object array, which is "
                            f"refused (loading it would unpickle, which can run code); {self.fix}")
-        return tuple(shape), fortran_order, dtype
+        return tuple(shape), dtype
 
 
 class _Refused(Exception):
     """A checked refusal inside :meth:`NpzArchive.read`, kept apart from the parsers' errors."""
-
-
-def _read_into(stream, buffer, n_bytes):
-    """Fill ``buffer`` (``n_bytes`` uint8) from ``stream`` a chunk at a time; False if it ends first."""
-    done = 0
-    while done < n_bytes:
-        chunk = stream.read(min(_CHUNK, n_bytes - done))
-        if not chunk:
-            return False
-        buffer[done:done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
-        done += len(chunk)
-    return True

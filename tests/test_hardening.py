@@ -585,9 +585,17 @@ def test_save_into_missing_folder_names_the_path(model, tmp_path):
 
 
 def test_cli_bench_repeat_zero(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["bench", "--repeat", "0"])
-    assert info.value.code == 2 and "--repeat" in capsys.readouterr().err
+    assert main(["bench", "--repeat", "0"]) == 1
+    assert "--repeat must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("split", ["-0.5", "nan", "1", "1.5"])
+def test_cli_bad_test_split(no_training, tmp_path, capsys, split):
+    X, y = _data()
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "--test-split", split, "--out",
+                 str(tmp_path), "--quiet"]) == 1
+    assert "--test-split must be a fraction" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("fraction", [1.5, 0.0, 1.0, -0.1, np.nan])
