@@ -32,11 +32,13 @@ class DivergenceCheck:
        ``max(initial loss, log C)``, the initial loss being that of the starting
        weights on the first 256 training rows;
     3. the hidden layer is not dead: some hidden unit has a positive pre-activation
-       ``X @ W1 + b1`` for some training row. The rows are scanned in doubling
-       blocks (16, 32, ...) and the scan stops at the first positive entry, so a
-       living layer costs one small product; only a dead one costs a full pass
-       (once: it then raises). Skipped when the layer is dead already at the
-       start (e.g. all-zero features), which is no divergence.
+       ``X @ W1 + b1`` for some training row. A dead layer passes no gradient, so
+       ``b1`` (not regularized) stays bitwise the same through an epoch; only then
+       are the rows scanned, in doubling blocks (16, 32, ...) that stop at the
+       first positive entry. So a living layer costs a copy of ``b1`` per epoch,
+       and a layer that died is reported at the latest one epoch later. Skipped
+       when the layer is dead already at the start (e.g. all-zero features),
+       which is no divergence.
 
     Parameters
     ----------
@@ -60,6 +62,7 @@ class DivergenceCheck:
         self.loss_limit = EXPLOSION_FACTOR * max(start if math.isfinite(start) else 0.0,
                                                  math.log(max(n_classes, 2)))
         self.watch_dead_layer = not hidden_layer_dead(X, params[0], params[1])
+        self._b1 = params[1].copy()
 
     def after_epoch(self, epoch, mean_loss, params):
         """Raise FloatingPointError naming ``epoch`` if training has diverged in it."""
@@ -68,7 +71,9 @@ class DivergenceCheck:
         if mean_loss > self.loss_limit:
             self._raise(epoch, f"the loss exploded to {mean_loss:.3g} per sample (more than "
                                f"{EXPLOSION_FACTOR:g} times its starting value)")
-        if self.watch_dead_layer and hidden_layer_dead(self.X, params[0], params[1]):
+        b1_moved = not np.array_equal(params[1], self._b1)
+        self._b1[...] = params[1]
+        if self.watch_dead_layer and not b1_moved and hidden_layer_dead(self.X, params[0], params[1]):
             self._raise(epoch, "every hidden unit's ReLU output is 0 for every training sample (the "
                                "hidden layer died, so no gradient reaches it again and the network "
                                "predicts one class)")

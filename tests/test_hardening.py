@@ -313,6 +313,18 @@ def test_dead_hidden_layer_raises(digits):
         fastmlp.fit(X, y, epochs=10, lr=0.1, backend="numpy")
 
 
+def test_hidden_layer_dead_scans_every_row():
+    from fastmlp._divergence import hidden_layer_dead
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 4))
+    W1 = rng.standard_normal((4, 6))
+    b1 = np.full(6, -100.0)  # dead for every row ...
+    assert hidden_layer_dead(X, W1, b1)
+    X[-1] = 1000 * np.sign(W1[:, 2])  # ... but the very last one
+    assert not hidden_layer_dead(X, W1, b1)
+    assert (X @ W1 + b1 > 0).sum() >= 1
+
+
 def test_dead_at_the_start_is_no_divergence():
     X = np.zeros((20, 4))  # every pre-activation is 0: the layer is dead from the start
     y = np.arange(20) % 2
