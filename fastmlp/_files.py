@@ -34,14 +34,14 @@ def write_atomically(path, write, binary=False):
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         mode = None
-    fd, tmp = _create_temporary(folder, binary)
+    fd, tmp = _create_temporary(folder)
     try:
         with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="") as f:
             write(f)
             f.flush()
-            if mode is not None:
-                os.chmod(f.fileno(), mode)
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)
@@ -49,7 +49,7 @@ def write_atomically(path, write, binary=False):
     _fsync_folder(folder)
 
 
-def _create_temporary(folder, binary):
+def _create_temporary(folder):
     """A new file ``.fastmlp-*.tmp`` in ``folder``, created with mode 0o666 (the kernel
     applies the umask, as for any new file): ``(fd, path)``."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
