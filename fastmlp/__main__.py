@@ -1,4 +1,4 @@
-"""The ``fastmlp`` command line (also ``python -m fastmlp``): demo, train, predict, bench.
+"""The ``fastmlp`` command line (also ``python -m fastmlp``): demo, train, predict, export, bench.
 
 Errors reach the user as one line on stderr and exit status 1 (2 for a bad option).
 """
@@ -16,7 +16,7 @@ from fastmlp._model import json_classes
 from fastmlp._plot import plot_history
 from fastmlp._validation import matching_labels
 
-HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed")
+HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed", "eval_every")
 
 
 def _describe(name, X):
@@ -93,13 +93,15 @@ def _label_column(text):
 
 
 def write_history_csv(history, path):
-    """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty without test data)."""
+    """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty where the
+    test data was not scored)."""
     def write(f):
         out = csv.writer(f)
         out.writerow(["epoch", "loss", "train_acc", "test_acc"])
-        test = history.get("test_acc") or []
-        for i, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"])):
-            out.writerow([i + 1, repr(loss), repr(acc), repr(test[i]) if i < len(test) else ""])
+        test_acc = history.get("test_acc") or []
+        test = dict(zip(history.get("test_epoch") or range(1, len(test_acc) + 1), test_acc))
+        for epoch, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"]), start=1):
+            out.writerow([epoch, repr(loss), repr(acc), repr(test[epoch]) if epoch in test else ""])
     write_atomically(path, write)
 
 
@@ -202,6 +204,20 @@ def predict(args):
     return 0
 
 
+def export(args):
+    """Write a saved model as an ONNX file (MLPModel.to_onnx)."""
+    import fastmlp
+
+    model = fastmlp.load(args.model)
+    model.to_onnx(args.out, dtype=args.dtype)
+    dtype = args.dtype or model.dtype.name
+    labels = "0..C-1" if model.classes is None else f"classes {model.classes.tolist()[:5]}" + (
+        " ..." if model.n_classes > 5 else "")
+    print(f"wrote {args.out}: input X ({dtype}, N x {model.n_features}), outputs label ({labels}) "
+          f"and probabilities (N x {model.n_classes})")
+    return 0
+
+
 def bench(args):
     """Run the benchmark suite (fastmlp.benchmark): print the table, write md/csv/png."""
     from fastmlp import benchmark
@@ -223,6 +239,8 @@ def _add_hyperparameters(p):
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     p.add_argument("--reg", type=float, default=1e-2, help="L2 strength (default 1e-2)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and split (default 0)")
+    p.add_argument("--eval-every", type=int, default=1, metavar="K",
+                   help="score the test data every K epochs and after the last (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (shown by default on a terminal)")
 
 
@@ -264,6 +282,16 @@ def build_parser():
     p.add_argument("--out", help="write the labels to this file instead of stdout")
     p.set_defaults(func=predict)
 
+    p = sub.add_parser("export", help="write a saved model as an ONNX file",
+                       description="Write a model file as ONNX (input X; outputs label and "
+                                   "probabilities) for ONNX Runtime. Needs the ONNX extra: "
+                                   'pip install "fastmlp[onnx]".')
+    p.add_argument("--model", required=True, help="a model file written by train or MLPModel.save")
+    p.add_argument("--out", required=True, help="the ONNX file to write (e.g. model.onnx)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="element type of X and the weights (default: the model's)")
+    p.set_defaults(func=export)
+
     p = sub.add_parser("bench", help="time an epoch against NumPy, PyTorch, scikit-learn and JAX",
                        description="Time one training epoch for fastmlp and its peers in this process. "
                                    "Unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the command to measure "
@@ -283,7 +311,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, FloatingPointError) as exc:
+    except (ValueError, TypeError, OSError, FloatingPointError, ImportError) as exc:
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

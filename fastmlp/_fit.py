@@ -2,6 +2,7 @@
 
 import contextlib
 import numbers
+import threading
 import warnings
 
 import numpy as np
@@ -9,8 +10,9 @@ import numpy as np
 from . import reference
 from ._divergence import DivergenceCheck
 from ._model import MLPModel, logits_in_blocks
+from ._blas import BlasThreads, step_products
 from ._plot import check_plot_path
-from ._threads import BlasThreads, n_slices
+from ._threads import aligned_copy, n_slices
 from ._validation import (
     check_bool,
     check_features,
@@ -76,28 +78,44 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
 class Trainer:
     """One fit's backend: epochs of SGD and the logits of held-out data.
 
-    For ``"cython"`` the scratch memory is allocated here, once per fit, and the
-    hidden units are split into slices for the threads; the caller holds BLAS to
-    one thread meanwhile (``BlasThreads.single``).
+    For ``"cython"`` the scratch memory and the thread team are made here, once
+    per fit, and the hidden units are split into slices for the threads. Run the
+    epochs inside :meth:`running`, which holds BLAS to one thread meanwhile.
     """
 
-    def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads):
+    def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads,
+                 adaptive_threads=True):
         self.backend = backend
         self.batch_size = batch_size
+        self.n_threads = 1  # the fit's thread count: its hidden slices, each on at most one thread
         if backend == "cython":
             from . import _sgd
             self._sgd = _sgd
-            slices = n_slices(n_threads, hidden, _sgd.OPENMP, _sgd.max_threads())
-            columns = (_sgd.gemm_columns(batch_size, n_features, hidden // slices)
-                       if BlasThreads.shared().has_small_gemm() else None)
-            self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype,
-                                            slices, columns)
+            slices = n_slices(n_threads, hidden)
+            self.n_threads = slices
+            columns, small_gemm = step_products(batch_size, n_features, hidden // slices)
+            self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
+                                            columns, adaptive=adaptive_threads, small_gemm=small_gemm)
+
+    def running(self):
+        """Context for the epochs: the compiled step runs on fastmlp's own threads and
+        calls BLAS from each, so BLAS stays single-threaded meanwhile (held for the
+        whole loop, test-set evaluation included, since an idle BLAS pool spins for
+        a while after each call and takes the cores)."""
+        if self.backend == "cython":
+            return BlasThreads.shared().single()
+        return contextlib.nullcontext()
 
     def epoch(self, X, y, order, params, lr, reg):
-        """One epoch over the rows ``order``, in place on ``params``: ``(data_loss, n_correct)``."""
+        """One epoch over the rows ``order``, in place on ``params``: ``(data_loss, n_correct)``.
+
+        Ctrl-C in the main thread stops the compiled step after a complete step
+        (KeyboardInterrupt), leaving ``params`` consistent.
+        """
         if self.backend == "numpy":
             return reference.sgd_epoch(X, y, order, params, lr, reg, self.batch_size)
-        return self._sgd.sgd_epoch(X, y, order, *params, self.workspace, lr, reg)
+        return self._sgd.sgd_epoch(X, y, order, *params, self.workspace, lr, reg,
+                                   main_thread=threading.current_thread() is threading.main_thread())
 
     def logits(self, X, params):
         """``relu(X @ W1 + b1) @ W2 + b2`` for validated ``X`` of the training dtype."""
@@ -109,7 +127,7 @@ class Trainer:
 
 def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         X_test=None, y_test=None, n_classes=None, seed=0, shuffle=True, init=None,
-        dtype=None, backend="cython", n_threads=None, plot=None, progress=False):
+        dtype=None, backend="cython", n_threads=None, plot=None, progress=False, eval_every=1):
     """Train a two-layer network with minibatch SGD on the seed's cost.
 
     The network is ``softmax(relu(X @ W1 + b1) @ W2 + b2)``; each minibatch step
@@ -134,7 +152,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     reg : float, default 1e-2
         L2 strength on W1 and W2.
     X_test, y_test : array-like, optional
-        Held-out data; its accuracy after every epoch goes into ``history["test_acc"]``.
+        Held-out data; its accuracy after every epoch (see ``eval_every``) goes into
+        ``history["test_acc"]``.
     n_classes : int, optional
         C; default ``max(y) + 1``.
     seed : int, numpy.random.Generator or None, default 0
@@ -164,6 +183,11 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         model is returned all the same.
     progress : bool, default False
         Show a tqdm progress bar over epochs with the loss and accuracies.
+    eval_every : int, default 1
+        Score ``X_test`` after every ``eval_every``-th epoch (and after the last);
+        ``history["test_epoch"]`` lists the epochs scored. The seed's per-epoch test
+        curve is the default; on small data an evaluation can cost as much as a
+        large part of an epoch, so sweeps may score less often.
 
     Returns
     -------
@@ -191,6 +215,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     reg = check_float(reg, "reg", positive=False)
     if n_threads is not None:
         check_int(n_threads, "n_threads", minimum=1)
+    eval_every = check_int(eval_every, "eval_every", minimum=1)
     shuffle = check_bool(shuffle, "shuffle")
     progress = check_bool(progress, "progress")
     if plot is not None:
@@ -210,13 +235,16 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         params = init_params(rng, n_features, hidden, n_classes, dtype)
     else:
         params = _copy_init(init, n_features, hidden, n_classes, dtype)
+    # Each weight array starts on a cache line: threads updating neighbouring
+    # slices of W1 then never write the same line.
+    params = tuple(aligned_copy(p) for p in params)
     trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
 
-    history = {"loss": [], "train_acc": [], "test_acc": []}
+    history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": []}
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
         seed=int(seed) if isinstance(seed, numbers.Integral) else None if seed is None else repr(seed),
-        shuffle=bool(shuffle), dtype=dtype.name, backend=backend))
+        shuffle=bool(shuffle), dtype=dtype.name, backend=backend, n_threads=trainer.n_threads))
 
     bar = None
     if progress:
@@ -224,12 +252,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         bar = tqdm(total=epochs, unit="epoch", desc="fastmlp")
     in_order = np.arange(n_samples, dtype=np.int64)
     divergence = DivergenceCheck(X, y, params, lr)
-    # The compiled step runs on fastmlp's own threads and calls BLAS from each: BLAS
-    # stays single-threaded for the whole loop (the test-set evaluation included),
-    # since an idle BLAS pool spins for a while after each call and takes the cores.
-    single_blas = BlasThreads.shared().single() if backend == "cython" else contextlib.nullcontext()
     try:
-        with single_blas:
+        with trainer.running():
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(n_samples) if shuffle else in_order
                 data_loss, n_correct = trainer.epoch(X, y, order, params, lr, reg)
@@ -237,9 +261,10 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
                 history["loss"].append(data_loss / n_samples)
                 history["train_acc"].append(n_correct / n_samples)
                 postfix = {"loss": f"{history['loss'][-1]:.4f}", "train_acc": f"{history['train_acc'][-1]:.4f}"}
-                if X_test is not None:
+                if X_test is not None and (epoch % eval_every == 0 or epoch == epochs):
                     predicted = np.argmax(trainer.logits(X_test, params), axis=1)
                     history["test_acc"].append(float(np.mean(predicted == y_test)))
+                    history["test_epoch"].append(epoch)
                     postfix["test_acc"] = f"{history['test_acc'][-1]:.4f}"
                 if bar is not None:
                     bar.set_postfix(postfix, refresh=False)

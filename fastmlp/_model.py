@@ -39,8 +39,9 @@ class MLPModel:
     history : dict of lists
         One entry per epoch: ``loss`` (mean cross-entropy per training sample,
         accumulated during the epoch's own forward passes, without the L2 penalty),
-        ``train_acc`` (accuracy counted in the same passes) and ``test_acc``
-        (accuracy on ``X_test`` after the epoch; empty without ``X_test``).
+        ``train_acc`` (accuracy counted in the same passes); ``test_acc``, the
+        accuracy on ``X_test`` after the epochs listed in ``test_epoch`` (every
+        epoch unless ``fit(eval_every=...)`` said otherwise; empty without ``X_test``).
     params : dict
         The hyperparameters the model was trained with.
     classes : ndarray of shape (n_classes,) or None
@@ -49,7 +50,9 @@ class MLPModel:
 
     def __init__(self, W1, b1, W2, b2, history=None, params=None, classes=None):
         self.W1, self.b1, self.W2, self.b2 = check_weights(W1, b1, W2, b2)
-        self.history = history if history is not None else {"loss": [], "train_acc": [], "test_acc": []}
+        if history is None:
+            history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": []}
+        self.history = history
         self.params = dict(params or {})
         if classes is not None:
             classes = np.asarray(classes)
@@ -103,6 +106,31 @@ class MLPModel:
         if self.classes is None:
             y = label_values(y, "y", pred.shape[0])  # a label >= n_classes counts as wrong
         return float(np.mean(matching_labels(pred, y, "y")))
+
+    def to_onnx(self, path=None, *, dtype=None):
+        """The network as an ONNX model, for ONNX Runtime or any other ONNX engine.
+
+        Input ``X`` of shape (N, n_features); outputs ``label`` (N,) — the entries of
+        ``classes`` (int64, float64, bool or string tensors), or int64 ``0..C-1``
+        without them — and ``probabilities`` (N, n_classes). The graph is MatMul,
+        Add, Relu, MatMul, Add, Softmax, and ArgMax over the logits (then Gather from
+        the classes), ONNX opset 17. Needs the ONNX extra: ``pip install "fastmlp[onnx]"``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Also write the model to this file (written to a temporary name first and
+            moved into place).
+        dtype : {None, "float32", "float64"}, default None
+            Element type of ``X``, the weights and ``probabilities``; None: the
+            model's dtype.
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        from ._onnx import model_to_onnx
+        return model_to_onnx(self, path, dtype)
 
     def save(self, path):
         """Write the model to ``path`` as an ``.npz`` file (no pickle inside).
@@ -202,13 +230,14 @@ def load(path):
     if not isinstance(history, dict) or not all(
             isinstance(history.get(k, []), list)
             and all(isinstance(v, (int, float)) for v in history.get(k, []))
-            for k in ("loss", "train_acc", "test_acc")):
+            for k in ("loss", "train_acc", "test_acc", "test_epoch")):
         raise ValueError(f"{path!r}: its metadata's history is not lists of numbers per epoch")
     params = metadata.get("params", {})
     if not isinstance(params, dict):
         raise ValueError(f"{path!r}: its metadata's params is {_short(params)}, not a mapping")
     return MLPModel(*weights,
-                    history={k: list(history.get(k, [])) for k in ("loss", "train_acc", "test_acc")},
+                    history={k: list(history.get(k, [])) for k in ("loss", "train_acc", "test_acc",
+                                                                    "test_epoch")},
                     params=params, classes=classes)
 
 

@@ -16,6 +16,10 @@ import numbers
 import numpy as np
 
 from _blas cimport gemm as _gemm
+from _blas cimport small_gemm_isa as _small_gemm_isa
+from _blas cimport small_gemm_nn as _small_gemm_nn
+from _blas cimport small_gemm_tn as _small_gemm_tn
+from _blas cimport small_gemm_width as _small_gemm_width
 from _kernels cimport (
     bias_relu as _bias_relu,
     column_sums as _column_sums,
@@ -33,6 +37,8 @@ __all__ = [
     "count_correct",
     "column_sums",
     "gemm",
+    "small_gemm",
+    "small_gemm_isa",
 ]
 
 
@@ -105,8 +111,9 @@ def _flag(value, name):
 
 
 def _bias_relu_mv(floating[:, ::1] Z, const floating[::1] b):
-    with nogil:
-        _bias_relu(Z, b)
+    if Z.shape[0] and Z.shape[1]:
+        with nogil:
+            _bias_relu(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1])
 
 
 def bias_relu(Z, b):
@@ -132,8 +139,9 @@ def bias_relu(Z, b):
 
 
 def _relu_backward_mv(floating[:, ::1] dR, const floating[:, ::1] R):
-    with nogil:
-        _relu_backward(dR, R)
+    if dR.shape[0] and dR.shape[1]:
+        with nogil:
+            _relu_backward(&dR[0, 0], &R[0, 0], dR.shape[0] * dR.shape[1])
 
 
 def relu_backward(dR, R):
@@ -162,9 +170,10 @@ def relu_backward(dR, R):
 
 
 def _softmax_xent_grad_mv(floating[:, ::1] Z, const int64_t[::1] y):
-    cdef double loss
-    with nogil:
-        loss = _softmax_xent_grad(Z, y)
+    cdef double loss = 0
+    if Z.shape[0]:
+        with nogil:
+            loss = _softmax_xent_grad(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1])
     return loss
 
 
@@ -193,8 +202,9 @@ def softmax_xent_grad(Z, y):
 
 
 def _l2_sgd_update_mv(floating[::1] W, const floating[::1] G, double lr, double reg):
-    with nogil:
-        _l2_sgd_update(W, G, <floating> lr, <floating> reg)
+    if W.shape[0]:
+        with nogil:
+            _l2_sgd_update(&W[0], &G[0], W.shape[0], <floating> lr, <floating> reg)
 
 
 def l2_sgd_update(W, G, lr, reg):
@@ -226,9 +236,10 @@ def l2_sgd_update(W, G, lr, reg):
 
 
 def _count_correct_mv(const floating[:, ::1] Z, const int64_t[::1] y):
-    cdef Py_ssize_t n
-    with nogil:
-        n = _count_correct(Z, y)
+    cdef Py_ssize_t n = 0
+    if Z.shape[0]:
+        with nogil:
+            n = _count_correct(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1])
     return n
 
 
@@ -251,8 +262,9 @@ def count_correct(Z, y):
 
 
 def _column_sums_mv(const floating[:, ::1] G, floating[::1] out):
-    with nogil:
-        _column_sums(G, out)
+    if G.shape[1]:
+        with nogil:
+            _column_sums(&G[0, 0], G.shape[0], G.shape[1], &out[0])
 
 
 def column_sums(G, out):
@@ -326,4 +338,64 @@ def gemm(alpha, A, B, beta, C, trans_a=False, trans_b=False):
                              f"multiply in blocks of rows")
     _apart(C, "C", (A, "A"), (B, "B"))
     _gemm_mv(trans_a, trans_b, alpha, A, B, beta, C)
+    return C
+
+
+def small_gemm_isa():
+    """The instruction set of fastmlp's unpacked GEMM kernels on this CPU: 2 (AVX-512),
+    1 (AVX2 with FMA) or 0 (none: the training step uses BLAS)."""
+    return _small_gemm_isa()
+
+
+def _small_gemm_mv(int isa, bint trans_a, double alpha, const floating[:, ::1] A,
+                   const floating[:, ::1] B, floating[:, ::1] C):
+    cdef int m = C.shape[0], n = C.shape[1]
+    cdef int k = A.shape[0] if trans_a else A.shape[1]
+    with nogil:
+        if trans_a:
+            _small_gemm_tn(isa, m, n, k, <floating> alpha, &A[0, 0], <int> A.shape[1],
+                           &B[0, 0], <int> B.shape[1], &C[0, 0], <int> C.shape[1])
+        else:
+            _small_gemm_nn(isa, m, n, k, <floating> alpha, &A[0, 0], <int> A.shape[1],
+                           &B[0, 0], <int> B.shape[1], &C[0, 0], <int> C.shape[1])
+
+
+def small_gemm(alpha, A, B, C, trans_a=False, isa=None):
+    """fastmlp's unpacked product (``src_c/_small_gemm.h``), in place:
+    ``C := alpha * A @ B``, or with ``trans_a`` ``C := C + alpha * A.T @ B``.
+
+    The two big products of a training step where the BLAS has no small-matrix
+    path. The number of columns must be a multiple of the kernel's tile width.
+
+    Parameters
+    ----------
+    alpha : float
+    A, B : ndarray, 2-D, float32 or float64, C-contiguous, non-empty
+    C : ndarray, same dtype, writeable
+    trans_a : bool, default False
+    isa : {1, 2}, optional
+        1 for the AVX2 kernels, 2 for AVX-512 (default: the best this CPU has).
+
+    Returns
+    -------
+    C : ndarray
+    """
+    best = _small_gemm_isa()
+    if best == 0:
+        raise RuntimeError("this CPU (or build) has no AVX2/AVX-512 kernels: use gemm")
+    isa = best if isa is None else int(isa)
+    if isa not in (1, 2) or isa > best:
+        raise ValueError(f"isa must be 1 (AVX2) or 2 (AVX-512) and at most {best} here, got {isa}")
+    _float_array(C, "C", 2, writeable=True)
+    _float_array(A, "A", 2, dtype=C.dtype)
+    _float_array(B, "B", 2, dtype=C.dtype)
+    opA = A.T if trans_a else A
+    if opA.shape[1] != B.shape[0] or C.shape != (opA.shape[0], B.shape[1]):
+        raise ValueError(f"shapes do not fit: op(A) {opA.shape} @ B {B.shape} into C {C.shape}")
+    if 0 in A.shape or 0 in B.shape:
+        raise ValueError("A and B must be non-empty")
+    width = _small_gemm_width(isa, C.dtype.itemsize)
+    if C.shape[1] % width:
+        raise ValueError(f"C must have a multiple of {width} columns for these kernels, got {C.shape[1]}")
+    _small_gemm_mv(isa, bool(trans_a), float(alpha), A, B, C)
     return C
