@@ -298,7 +298,9 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
         shuffle=bool(shuffle), dtype=dtype.name, backend=backend,
         **{k: v for k, v in dataclasses.asdict(controls).items() if v != getattr(Controls, k)},
-        **({} if weights is None else {"weighted": True})))
+        **({} if weights is None else {"weighted": True}),
+        **({} if class_weight is None else {"class_weight": class_weight if isinstance(class_weight, str)
+                                            else {str(k): float(v) for k, v in class_weight.items()}})))
     model.state = state
 
     bar = None

@@ -405,3 +405,87 @@ def test_sample_weight_is_never_modified():
     w.setflags(write=False)
     fastmlp.fit(X, y, hidden=4, epochs=1, sample_weight=w, class_weight="balanced")
     assert_array_equal(w, np.linspace(0.1, 2, 40))
+
+
+# ------------------------------------------------------------------------- estimator, CLI
+
+def test_estimator_partial_fit_chain_keeps_velocities_and_t():
+    from fastmlp import MLPClassifier
+    X, y = _problem(N=50)
+    kw = dict(hidden=8, batch_size=10, lr=0.02, random_state=3, backend="numpy", momentum=0.9,
+              nesterov=True, lr_schedule="invscaling")
+    w = np.random.default_rng(0).uniform(0.5, 2, len(y))
+    full = MLPClassifier(epochs=3, **kw).fit(X, y, sample_weight=w)
+    chained = MLPClassifier(**kw)
+    for _ in range(3):
+        chained.partial_fit(X, y, classes=np.arange(4), sample_weight=w)
+    _assert_same_estimators(full, chained)
+    assert chained.history_["lr"] == full.history_["lr"] and len(set(full.history_["lr"])) == 3
+    # warm_start continues the velocities and t too (scikit-learn resets its velocities; we do not)
+    warm = MLPClassifier(epochs=1, warm_start=True, **kw)
+    warm.fit(X, y, sample_weight=w)
+    model = fastmlp.fit(X, y, hidden=8, epochs=1, batch_size=10, lr=0.02, seed=3, backend="numpy",
+                        momentum=0.9, nesterov=True, lr_schedule="invscaling", sample_weight=w)
+    warm.fit(X, y, sample_weight=w)
+    # the second fit: a fresh random_state stream for its shuffle, but the first fit's state
+    expected = fastmlp.fit(X, y, hidden=8, epochs=1, batch_size=10, lr=0.02, seed=3, backend="numpy",
+                           momentum=0.9, nesterov=True, lr_schedule="invscaling", sample_weight=w,
+                           init=model)
+    for name, a, b in zip(NAMES, (warm.W1_, warm.b1_, warm.W2_, warm.b2_), _weights(expected)):
+        assert_array_equal(a, b, err_msg=name)
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=np.arange(4))
+
+
+def _assert_same_estimators(a, b):
+    for name in ("W1_", "b1_", "W2_", "b2_"):
+        assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_estimator_class_weight_with_string_labels_and_early_stopping():
+    from fastmlp import MLPClassifier
+    X, y = _problem(N=80, C=3)
+    names = np.array(["ant", "bee", "cat"])
+    kw = dict(hidden=8, epochs=30, batch_size=10, lr=0.02, random_state=0, backend="numpy")
+    by_label = MLPClassifier(class_weight={"bee": 3.0}, **kw).fit(X, names[y])
+    by_weight = MLPClassifier(**kw).fit(X, names[y], sample_weight=np.where(y == 1, 3.0, 1.0))
+    _assert_same_estimators(by_label, by_weight)
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPClassifier(class_weight={"owl": 2.0}, **kw).fit(X, names[y])
+    stopped = MLPClassifier(early_stopping=True, n_iter_no_change=2, **kw).fit(X, names[y])
+    assert stopped.best_epoch_ == 1 + int(np.argmax(stopped.history_["val_acc"]))
+    assert stopped.to_model().best_epoch == stopped.best_epoch_
+
+
+def test_estimator_sparse_input():
+    from fastmlp import MLPClassifier
+    X = scipy.sparse.random(40, 10, density=0.3, format="csc", random_state=0)
+    y = np.random.default_rng(0).integers(0, 3, 40)
+    kw = dict(hidden=8, epochs=3, batch_size=10, lr=0.05, random_state=0)
+    sparse = MLPClassifier(**kw).fit(X, y)
+    dense = MLPClassifier(**kw).fit(X.toarray(), y)
+    _assert_same_estimators(sparse, dense)
+    assert_array_equal(sparse.predict_proba(X.tocsr()), dense.predict_proba(X.toarray()))
+
+
+def test_cli_train_with_controls(tmp_path, capsys):
+    import csv
+    from fastmlp.__main__ import main
+    X, y = _problem(N=120, C=3)
+    np.savez(tmp_path / "train.npz", X=X, y=y)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "train.npz"), "--out", str(out), "--quiet",
+                 "--hidden", "8", "--epochs", "40", "--lr", "1e-2", "--momentum", "0.9", "--nesterov",
+                 "--lr-schedule", "adaptive", "--early-stopping", "--validation-fraction", "0.25",
+                 "--n-iter-no-change", "3", "--tol", "0.01", "--class-weight", "balanced"]) == 0
+    printed = capsys.readouterr().out
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    model = fastmlp.load(out / "model.npz")
+    assert model.params["momentum"] == 0.9 and model.params["nesterov"] is True
+    assert model.params["early_stopping"] and model.params["class_weight"] == "balanced"
+    assert len(rows) < 40 and all(r["val_acc"] and r["lr"] for r in rows)
+    assert f"kept epoch {model.best_epoch} of {len(rows)}" in printed
+    assert main(["train", "--data", str(tmp_path / "train.npz"), "--out", str(out), "--quiet",
+                 "--momentum", "1.5"]) == 1
+    assert "momentum" in capsys.readouterr().err
