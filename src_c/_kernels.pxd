@@ -31,13 +31,17 @@ cdef inline void relu_backward(floating[:, ::1] dR, const floating[:, ::1] R) no
             dR[i, j] = dR[i, j] if R[i, j] > 0 else 0
 
 
-cdef inline double softmax_xent_grad(floating[:, ::1] Z, const int64_t[::1] y) noexcept nogil:
+cdef inline double softmax_xent_grad(floating[:, ::1] Z, const int64_t[::1] y,
+                                     const floating* w) noexcept nogil:
     """Z := softmax(Z) - onehot(y); returns sum_i -log softmax(Z)[i, y_i].
 
     With m_i = max_j Z[i, j] and s_i = sum_j exp(Z[i, j] - m_i) every exponent is
     <= 0, so nothing overflows, and the loss of row i is
     -log softmax(Z)[i, y_i] = log(s_i) - (Z[i, y_i] - m_i).
     The result is the seed's dcost/dlogits, P - onehot(y).
+
+    With sample weights ``w`` (one per row; NULL for none) row i's loss and
+    gradient are multiplied by w_i: Z[i] := w_i * (softmax(Z[i]) - onehot(y_i)).
     """
     cdef Py_ssize_t i, j
     cdef Py_ssize_t n_classes = Z.shape[1]
@@ -48,7 +52,10 @@ cdef inline double softmax_xent_grad(floating[:, ::1] Z, const int64_t[::1] y) n
         for j in range(1, n_classes):
             if Z[i, j] > row_max:
                 row_max = Z[i, j]
-        total -= Z[i, y[i]] - row_max
+        if w == NULL:
+            total -= Z[i, y[i]] - row_max
+        else:
+            total -= w[i] * (Z[i, y[i]] - row_max)
         s = 0
         for j in range(n_classes):
             if floating is float:
@@ -57,23 +64,30 @@ cdef inline double softmax_xent_grad(floating[:, ::1] Z, const int64_t[::1] y) n
                 e = exp(Z[i, j] - row_max)
             Z[i, j] = e
             s += e
-        total += log(s)
+        total += log(s) if w == NULL else w[i] * log(s)
         inv_s = 1 / s
         for j in range(n_classes):
             Z[i, j] = <floating> (Z[i, j] * inv_s)
         Z[i, y[i]] -= 1
+        if w != NULL:
+            for j in range(n_classes):
+                Z[i, j] *= w[i]
     return total
 
 
-cdef inline Py_ssize_t count_correct(const floating[:, ::1] Z, const int64_t[::1] y) noexcept nogil:
-    """Number of rows i with argmax_j Z[i, j] == y_i (the first maximum wins, as np.argmax)."""
-    cdef Py_ssize_t i, j, best, n = 0
+cdef inline double count_correct(const floating[:, ::1] Z, const int64_t[::1] y,
+                                 const floating* w) noexcept nogil:
+    """Number of rows i with argmax_j Z[i, j] == y_i (the first maximum wins, as np.argmax);
+    with sample weights ``w`` (NULL for none), the sum of those rows' w_i."""
+    cdef Py_ssize_t i, j, best
+    cdef double n = 0
     for i in range(Z.shape[0]):
         best = 0
         for j in range(1, Z.shape[1]):
             if Z[i, j] > Z[i, best]:
                 best = j
-        n += best == y[i]
+        if best == y[i]:
+            n += 1 if w == NULL else w[i]
     return n
 
 
@@ -93,6 +107,28 @@ cdef inline void l2_sgd_update(floating[::1] W, const floating[::1] G,
     cdef Py_ssize_t i
     for i in range(W.shape[0]):
         W[i] -= lr * (G[i] + 2 * reg * W[i])
+
+
+cdef inline void momentum_update(floating* W, floating* V, const floating* G, Py_ssize_t rows,
+                                 Py_ssize_t cols, Py_ssize_t ld, floating lr, floating reg,
+                                 floating momentum, bint nesterov) noexcept nogil:
+    """One SGD step with momentum on a (rows, cols) block of W (row stride ld; V and G
+    alike), G the data gradient. With g = G + 2 reg W (scikit-learn's rule):
+
+        V := momentum V - lr g;   W := W + V                  (classical)
+                                  W := W + momentum V - lr g  (nesterov, with the new V)
+    """
+    cdef Py_ssize_t i, j, k
+    cdef floating g, decay = 2 * reg
+    for i in range(rows):
+        for j in range(cols):
+            k = i * ld + j
+            g = G[k] + decay * W[k]
+            V[k] = momentum * V[k] - lr * g
+            if nesterov:
+                W[k] += momentum * V[k] - lr * g
+            else:
+                W[k] += V[k]
 
 
 cdef inline void gather_rows(const floating[:, ::1] X, const int64_t[::1] y,

@@ -22,6 +22,7 @@ from _kernels cimport (
     count_correct,
     gather_rows,
     l2_sgd_update,
+    momentum_update,
     relu_backward,
     softmax_xent_grad,
     sum_shares,
@@ -83,7 +84,8 @@ cdef class Workspace:
         Column block of the two big products of a step (default: all the columns
         of a slice, i.e. no blocking). See :func:`gemm_columns`.
     """
-    cdef readonly object X_batch, y_batch, hidden, d_hidden, logits, grad, d_b1, d_b2, totals
+    cdef readonly object X_batch, y_batch, w_batch, hidden, d_hidden, logits, grad, d_b1, d_b2, totals
+    cdef readonly object grad_W1, grad_W2
     cdef readonly Py_ssize_t n_slices, gemm_columns
 
     def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_features, Py_ssize_t n_hidden,
@@ -102,6 +104,7 @@ cdef class Workspace:
         self.gemm_columns = Hs if gemm_columns is None else min(max(int(gemm_columns), 1), Hs)
         self.X_batch = np.empty((3, B, n_features), dtype=dtype)   # batch rows: current, next, previous
         self.y_batch = np.empty((3, B), dtype=np.int64)            # and their labels
+        self.w_batch = np.empty((3, B), dtype=dtype)               # and sample weights
         self.hidden = np.empty((S, B, Hs), dtype=dtype)            # R = relu(X W1 + b1), by slice
         self.d_hidden = np.empty((S, B, Hs), dtype=dtype)          # dR, then dA1, by slice
         self.logits = np.empty((2, S, B, n_classes), dtype=dtype)  # each slice's share of A2, for
@@ -110,6 +113,15 @@ cdef class Workspace:
         self.d_b1 = np.empty(n_hidden, dtype=dtype)
         self.d_b2 = np.empty(n_classes, dtype=dtype)
         self.totals = np.zeros(2, dtype=np.float64)                 # data loss, correct count
+        self.grad_W1 = self.grad_W2 = None   # data gradients of W1, W2, for momentum (see momentum_buffers)
+
+    def momentum_buffers(self):
+        """Allocate (once) the data-gradient buffers of W1 (D, H) and W2 (H, C) that the
+        momentum update reads; each hidden slice writes only its own columns / rows."""
+        if self.grad_W1 is None:
+            D, H, C = self.X_batch.shape[2], self.d_b1.shape[0], self.d_b2.shape[0]
+            self.grad_W1 = np.empty((D, H), dtype=self.X_batch.dtype)
+            self.grad_W2 = np.empty((H, C), dtype=self.X_batch.dtype)
 
     @property
     def batch_size(self):
@@ -163,23 +175,73 @@ cdef inline void slice_forward(const floating[:, ::1] Xb, const floating[:, ::1]
          &W2[h0, 0], <int> C, <floating> (1 if h0 == 0 else 0), &Z[0, 0], <int> C)
 
 
-cdef inline void gather_part(const floating[:, ::1] X, const int64_t[::1] y,
+cdef inline void gather_part(const floating[:, ::1] X, const int64_t[::1] y, const floating* w,
                              const int64_t[::1] order, Py_ssize_t batch, Py_ssize_t B,
-                             floating[:, ::1] X_out, int64_t[::1] y_out, int t, int team) noexcept nogil:
-    """Thread t of `team` copies its share of the rows of minibatch `batch` into X_out, y_out."""
+                             floating[:, ::1] X_out, int64_t[::1] y_out, floating* w_out,
+                             int t, int team) noexcept nogil:
+    """Thread t of `team` copies its share of the rows of minibatch `batch` into X_out, y_out
+    (and their sample weights into w_out, unless w is NULL)."""
     cdef Py_ssize_t start = batch * B
     cdef Py_ssize_t nb = min(B, order.shape[0] - start)
-    cdef Py_ssize_t r0 = nb * t // team, r1 = nb * (t + 1) // team
+    cdef Py_ssize_t r0 = nb * t // team, r1 = nb * (t + 1) // team, k
     gather_rows(X, y, order[start + r0:start + r1], X_out[r0:r1], y_out[r0:r1])
+    if w != NULL:
+        for k in range(r0, r1):
+            w_out[k] = w[order[start + k]]
+
+
+cdef struct Update:
+    # The optimizer of one epoch (see update_matrix / update_vector).
+    double lr          # learning rate
+    double reg         # L2 strength (the gradient of reg ||W||^2 is 2 reg W)
+    double decay       # 1 - 2 lr reg: plain SGD's factor on W per step, kept in the scale s
+    double momentum    # 0: plain SGD
+    bint nesterov
+
+
+cdef inline void update_matrix(const Update* u, int rows, int cols, int k, const floating* A, int lda,
+                               const floating* Bm, int ldb, floating* W, floating* V, floating* G,
+                               int ldw, double s) noexcept nogil:
+    """The optimizer's step on a (rows, cols) block of a weight matrix W (row stride ldw),
+    whose data gradient is A.T @ Bm (A: k x rows, Bm: k x cols). One of:
+
+    plain SGD (momentum 0), with the decay lazily in the scale s (W = s * stored, see
+    sgd_epoch; the caller multiplies s by `decay` after the step):
+        stored := stored - (lr / (s * decay)) A.T @ Bm       (one BLAS accumulate)
+    momentum (V and G blocks like W's):
+        G := A.T @ Bm;  V := m V - lr (G + 2 reg W);  W := W + V  (or + m V - lr (G + 2 reg W))
+
+    With update_vector, the one place where the compiled step changes the weights: a
+    new rule is a new branch here (its state next to V), as in reference.sgd_update.
+    """
+    if u.momentum == 0:
+        gemm(True, False, rows, cols, k, <floating> (-u.lr / (s * u.decay)),
+             A, lda, Bm, ldb, <floating> 1, W, ldw)
+    else:
+        gemm(True, False, rows, cols, k, <floating> 1, A, lda, Bm, ldb, <floating> 0, G, ldw)
+        momentum_update(W, V, G, rows, cols, ldw, <floating> u.lr, <floating> u.reg,
+                        <floating> u.momentum, u.nesterov)
+
+
+cdef inline void update_vector(const Update* u, floating[::1] b, floating* V,
+                               const floating[::1] g) noexcept nogil:
+    """The optimizer's step on a bias vector b with gradient g (no decay): b := b - lr g,
+    or with momentum V := m V - lr g; b := b + V (or b + m V - lr g)."""
+    if u.momentum == 0:
+        l2_sgd_update(b, g, <floating> u.lr, <floating> 0)
+    else:
+        momentum_update(&b[0], V, &g[0], 1, b.shape[0], b.shape[0], <floating> u.lr, <floating> 0,
+                        <floating> u.momentum, u.nesterov)
 
 
 def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1] order,
               floating[:, ::1] W1, floating[::1] b1, floating[:, ::1] W2, floating[::1] b2,
-              Workspace workspace, double lr, double reg):
+              Workspace workspace, double lr, double reg, sample_weight=None, velocities=None,
+              double momentum=0, bint nesterov=False):
     """One epoch of minibatch SGD over the rows ``order`` of ``(X, y)``, in place on the weights.
 
     Batches are consecutive runs of ``workspace.batch_size`` entries of ``order``;
-    the last one may be partial. Each step is, with ``G = softmax(A2) - onehot(y)``::
+    the last one may be partial. Each plain step is, with ``G = softmax(A2) - onehot(y)``::
 
         W2 := (1 - 2 lr reg) W2 - lr R.T @ G           b2 := b2 - lr G.sum(0)
         W1 := (1 - 2 lr reg) W1 - lr X.T @ dA1         b1 := b1 - lr dA1.sum(0)
@@ -191,9 +253,16 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
     ``W`` is written back as ``s * V`` at the end of the epoch, or sooner when ``s``
     falls below 1/2. So the weights are swept once per product, never to decay them.
 
+    With ``momentum`` > 0 each parameter has a velocity (``velocities``, updated in
+    place) and the step is scikit-learn's rule (see ``fastmlp.reference.sgd_update``);
+    the weights are then held as they are (``s = 1``). With ``sample_weight`` row i's
+    loss and gradient are multiplied by its weight (rows of G scaled). All parameter
+    changes go through ``update_matrix`` and ``update_vector``.
+
     With ``workspace.n_slices`` > 1 the hidden units are split between OpenMP
-    threads (see :class:`Workspace`); the caller should keep BLAS single-threaded
-    meanwhile (``threadpoolctl``), or the two thread pools fight over the cores.
+    threads (see :class:`Workspace`); each owns the velocities of its slice as it owns
+    the weights. The caller should keep BLAS single-threaded meanwhile
+    (``threadpoolctl``), or the two thread pools fight over the cores.
 
     Parameters
     ----------
@@ -203,13 +272,19 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
         Scratch of the same dtype and sizes.
     lr, reg : float
         ``2 * lr * reg`` must be < 1.
+    sample_weight : ndarray (N,), optional
+        Non-negative weight of each row of X.
+    velocities : tuple of 4 ndarrays like (W1, b1, W2, b2), required when momentum > 0
+        C-contiguous, of X's dtype; updated in place.
+    momentum : float in [0, 1), default 0
+    nesterov : bool, default False
 
     Returns
     -------
     data_loss : float
-        Summed cross-entropy of every batch at the weights that batch saw.
-    n_correct : int
-        Correct argmax predictions counted in the same forward passes.
+        (Weighted) summed cross-entropy of every batch at the weights that batch saw.
+    n_correct : int (float with sample_weight)
+        Correct argmax predictions counted in the same forward passes (their weight).
     """
     cdef Py_ssize_t N = X.shape[0], D = X.shape[1], H = W1.shape[1], C = W2.shape[1]
     cdef Py_ssize_t B = workspace.batch_size
@@ -221,7 +296,8 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
         raise ValueError("weights do not fit X: need W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)")
     if y.shape[0] != N:
         raise ValueError(f"y must have one label per row of X ({N}), got {y.shape[0]}")
-    workspace.check(D, H, C, np.asarray(W1).dtype)
+    dtype = np.asarray(W1).dtype
+    workspace.check(D, H, C, dtype)
     # Indices are trusted inside the nogil block (bounds checks are off), so check them here.
     if order.shape[0] and (np.min(order) < 0 or np.max(order) >= N):
         raise IndexError(f"order must index rows of X in [0, {N})")
@@ -231,9 +307,43 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
     if not decay > 0:
         raise ValueError(f"2 * lr * reg must be < 1 (got {2 * lr * reg}): the L2 decay factor "
                          f"1 - 2 lr reg must stay positive")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    cdef Update update = Update(lr=lr, reg=reg, decay=decay, momentum=momentum, nesterov=nesterov)
+
+    # Sample weights and velocities: fastmlp's own arrays, checked here, read as pointers.
+    cdef const floating[::1] w_all
+    cdef const floating* w = NULL
+    if sample_weight is not None:
+        w_all = np.ascontiguousarray(sample_weight, dtype=dtype)
+        if w_all.shape[0] != N:
+            raise ValueError(f"sample_weight must have one weight per row of X ({N}), got {w_all.shape[0]}")
+        if N:
+            w = &w_all[0]
+    cdef floating[:, ::1] V1, V2, gW1, gW2
+    cdef floating[::1] Vb1, Vb2
+    cdef floating* v1 = NULL     # velocities of W1, b1, W2, b2 (momentum only)
+    cdef floating* vb1 = NULL
+    cdef floating* v2 = NULL
+    cdef floating* vb2 = NULL
+    cdef floating* g1 = NULL     # data gradients of W1 and W2 (momentum only)
+    cdef floating* g2 = NULL
+    if momentum > 0:
+        if velocities is None or len(velocities) != 4:
+            raise ValueError("momentum > 0 needs velocities=(V1, Vb1, V2, Vb2) shaped like the weights")
+        for v, param in zip(velocities, (W1, b1, W2, b2)):
+            if not (isinstance(v, np.ndarray) and v.shape == np.shape(param) and v.dtype == dtype
+                    and v.flags.c_contiguous and v.flags.writeable):
+                raise ValueError("velocities must be writeable C-contiguous arrays shaped like "
+                                 "(W1, b1, W2, b2), of their dtype")
+        V1, Vb1, V2, Vb2 = velocities
+        workspace.momentum_buffers()
+        gW1, gW2 = workspace.grad_W1, workspace.grad_W2
+        v1, vb1, v2, vb2, g1, g2 = &V1[0, 0], &Vb1[0], &V2[0, 0], &Vb2[0], &gW1[0, 0], &gW2[0, 0]
 
     cdef floating[:, :, ::1] Xb = workspace.X_batch
     cdef int64_t[:, ::1] yb = workspace.y_batch
+    cdef floating[:, ::1] wb = workspace.w_batch
     cdef floating[:, :, ::1] R = workspace.hidden
     cdef floating[:, :, ::1] dR = workspace.d_hidden
     cdef floating[:, :, :, ::1] Zpart = workspace.logits
@@ -242,13 +352,13 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
     cdef floating[::1] db2 = workspace.d_b2
     cdef double[::1] totals = workspace.totals
 
-    cdef floating step = <floating> lr
     cdef Py_ssize_t M = order.shape[0]
     cdef Py_ssize_t n_batches = (M + B - 1) // B
     # Private to each thread (assigned inside the parallel block):
     cdef int t, team, sl, p, q
     cdef Py_ssize_t batch, nb, h0, k, c
     cdef double loss, s1, s2   # W1 = s1 * V1 and W2 = s2 * V2 (see the docstring)
+    cdef const floating* wq    # the current batch's sample weights, or NULL
 
     totals[0] = 0
     totals[1] = 0
@@ -259,12 +369,13 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
         team = team_size()
         s1 = 1
         s2 = 1
-        gather_part(X, y, order, 0, B, Xb[0], yb[0], t, team)
+        gather_part(X, y, w, order, 0, B, Xb[0], yb[0], &wb[0, 0], t, team)
         team_barrier()
         for batch in range(n_batches):
             nb = min(B, M - batch * B)
             p = batch % 2
             q = batch % 3
+            wq = NULL if w == NULL else &wb[q, 0]
 
             # Forward, slice by slice: R_s = relu(Xb @ W1[:, h0:h0+Hs] + b1[h0:h0+Hs]) and
             # the slice's share of the logits, Zpart_s = R_s @ W2[h0:h0+Hs] (+ b2 in share 0).
@@ -275,7 +386,8 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
 
             # This thread's part of the next batch's rows, into the buffer read two steps ago.
             if batch + 1 < n_batches:
-                gather_part(X, y, order, batch + 1, B, Xb[(batch + 1) % 3], yb[(batch + 1) % 3], t, team)
+                gather_part(X, y, w, order, batch + 1, B, Xb[(batch + 1) % 3], yb[(batch + 1) % 3],
+                            &wb[(batch + 1) % 3, 0], t, team)
 
             # The one exchange per step. The shares are double-buffered by step parity:
             # one is overwritten two steps later, after the next barrier, by which time
@@ -283,37 +395,37 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
             team_barrier()
 
             # Every thread sums the shares in slice order, so all hold the same logits;
-            # then G = softmax(A2) - onehot(y) (thread 0 also keeps the score).
+            # then G = w * (softmax(A2) - onehot(y)) (thread 0 also keeps the score).
             sum_shares(Zpart[p, :, :nb], G[t, :nb])
             if t == 0:
-                totals[1] += count_correct(G[t, :nb], yb[q, :nb])
-            loss = softmax_xent_grad(G[t, :nb], yb[q, :nb])
+                totals[1] += count_correct(G[t, :nb], yb[q, :nb], wq)
+            loss = softmax_xent_grad(G[t, :nb], yb[q, :nb], wq)
             if t == 0:
                 totals[0] += loss
                 column_sums(G[t, :nb], db2)
-                l2_sgd_update(b2, db2, step, <floating> 0)
+                update_vector(&update, b2, vb2, db2)
 
             # Backward, slice by slice, with the old W2 rows: dR_s = G @ W2[h0:h0+Hs].T;
             # update those rows; dA1_s = dR_s * [R_s > 0]; update W1[:, h0:h0+Hs], b1.
-            # With the decay in the scale (s := s * decay), the update of V is -(lr / s) * grad.
             sl = t
             while sl < S:
                 h0 = sl * Hs
                 gemm(False, True, <int> nb, <int> Hs, <int> C, <floating> s2,
                      &G[t, 0, 0], <int> C, &W2[h0, 0], <int> C, <floating> 0, &dR[sl, 0, 0], <int> Hs)
-                gemm(True, False, <int> Hs, <int> C, <int> nb, <floating> (-lr / (s2 * decay)),
-                     &R[sl, 0, 0], <int> Hs, &G[t, 0, 0], <int> C, <floating> 1, &W2[h0, 0], <int> C)
+                update_matrix(&update, <int> Hs, <int> C, <int> nb, &R[sl, 0, 0], <int> Hs,
+                              &G[t, 0, 0], <int> C, &W2[h0, 0], v2 + h0 * C, g2 + h0 * C, <int> C, s2)
                 relu_backward(dR[sl, :nb], R[sl, :nb])
                 for k in range(n_blocks):
                     c = k * Wc
-                    gemm(True, False, <int> D, <int> min(Wc, Hs - c), <int> nb, <floating> (-lr / (s1 * decay)),
-                         &Xb[q, 0, 0], <int> D, &dR[sl, 0, c], <int> Hs,
-                         <floating> 1, &W1[0, h0 + c], <int> H)
+                    update_matrix(&update, <int> D, <int> min(Wc, Hs - c), <int> nb, &Xb[q, 0, 0], <int> D,
+                                  &dR[sl, 0, c], <int> Hs, &W1[0, h0 + c], v1 + h0 + c, g1 + h0 + c,
+                                  <int> H, s1)
                 column_sums(dR[sl, :nb], db1[h0:h0 + Hs])
-                l2_sgd_update(b1[h0:h0 + Hs], db1[h0:h0 + Hs], step, <floating> 0)
+                update_vector(&update, b1[h0:h0 + Hs], vb1 + h0, db1[h0:h0 + Hs])
                 sl = sl + team
-            s1 *= decay
-            s2 *= decay
+            if momentum == 0:   # plain SGD: the decay of this step goes into the scales
+                s1 *= decay
+                s2 *= decay
 
             # Each thread owns its slices, so it writes its scales back without waiting.
             if s1 < 0.5 or s2 < 0.5 or batch + 1 == n_batches:
@@ -326,7 +438,9 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
                 s1 = 1
                 s2 = 1
 
-    return totals[0], int(totals[1])
+    if sample_weight is None:
+        return totals[0], int(totals[1])
+    return totals[0], totals[1]
 
 
 def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const floating[::1] b1,
