@@ -131,6 +131,21 @@ cdef inline void momentum_update(floating* W, floating* V, const floating* G, Py
                 W[k] += V[k]
 
 
+cdef inline void momentum_apply(floating* W, floating* V, Py_ssize_t rows, Py_ssize_t cols,
+                                Py_ssize_t ld, floating lr_decay) noexcept nogil:
+    """The rest of a classical momentum step on a (rows, cols) block (row stride ld) whose
+    velocity already holds V = m V - lr G (G the data gradient, added by BLAS):
+
+        V := V - lr_decay W;   W := W + V        (lr_decay = 2 lr reg, the L2 term's share)
+    """
+    cdef Py_ssize_t i, j, k
+    for i in range(rows):
+        for j in range(cols):
+            k = i * ld + j
+            V[k] -= lr_decay * W[k]
+            W[k] += V[k]
+
+
 cdef inline void gather_rows(const floating[:, ::1] X, const int64_t[::1] y,
                              const int64_t[::1] rows,
                              floating[:, ::1] X_out, int64_t[::1] y_out) noexcept nogil:

@@ -22,6 +22,7 @@ from _kernels cimport (
     count_correct,
     gather_rows,
     l2_sgd_update,
+    momentum_apply,
     momentum_update,
     relu_backward,
     softmax_xent_grad,
@@ -117,7 +118,7 @@ cdef class Workspace:
 
     def momentum_buffers(self):
         """Allocate (once) the data-gradient buffers of W1 (D, H) and W2 (H, C) that the
-        momentum update reads; each hidden slice writes only its own columns / rows."""
+        Nesterov update reads; each hidden slice writes only its own columns / rows."""
         if self.grad_W1 is None:
             D, H, C = self.X_batch.shape[2], self.d_b1.shape[0], self.d_b2.shape[0]
             self.grad_W1 = np.empty((D, H), dtype=self.X_batch.dtype)
@@ -208,8 +209,11 @@ cdef inline void update_matrix(const Update* u, int rows, int cols, int k, const
     plain SGD (momentum 0), with the decay lazily in the scale s (W = s * stored, see
     sgd_epoch; the caller multiplies s by `decay` after the step):
         stored := stored - (lr / (s * decay)) A.T @ Bm       (one BLAS accumulate)
-    momentum (V and G blocks like W's):
-        G := A.T @ Bm;  V := m V - lr (G + 2 reg W);  W := W + V  (or + m V - lr (G + 2 reg W))
+    momentum (V and G blocks like W's), classical: BLAS adds the data gradient to V,
+    one pass adds the decay and moves W (no gradient buffer):
+        V := m V - lr A.T @ Bm;  V := V - 2 lr reg W;  W := W + V
+    Nesterov, which needs the gradient twice:
+        G := A.T @ Bm;  V := m V - lr (G + 2 reg W);  W := W + m V - lr (G + 2 reg W)
 
     With update_vector, the one place where the compiled step changes the weights: a
     new rule is a new branch here (its state next to V), as in reference.sgd_update.
@@ -217,10 +221,13 @@ cdef inline void update_matrix(const Update* u, int rows, int cols, int k, const
     if u.momentum == 0:
         gemm(True, False, rows, cols, k, <floating> (-u.lr / (s * u.decay)),
              A, lda, Bm, ldb, <floating> 1, W, ldw)
+    elif not u.nesterov:
+        gemm(True, False, rows, cols, k, <floating> -u.lr, A, lda, Bm, ldb, <floating> u.momentum, V, ldw)
+        momentum_apply(W, V, rows, cols, ldw, <floating> (2 * u.lr * u.reg))
     else:
         gemm(True, False, rows, cols, k, <floating> 1, A, lda, Bm, ldb, <floating> 0, G, ldw)
         momentum_update(W, V, G, rows, cols, ldw, <floating> u.lr, <floating> u.reg,
-                        <floating> u.momentum, u.nesterov)
+                        <floating> u.momentum, True)
 
 
 cdef inline void update_vector(const Update* u, floating[::1] b, floating* V,
@@ -337,9 +344,11 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
                 raise ValueError("velocities must be writeable C-contiguous arrays shaped like "
                                  "(W1, b1, W2, b2), of their dtype")
         V1, Vb1, V2, Vb2 = velocities
-        workspace.momentum_buffers()
-        gW1, gW2 = workspace.grad_W1, workspace.grad_W2
-        v1, vb1, v2, vb2, g1, g2 = &V1[0, 0], &Vb1[0], &V2[0, 0], &Vb2[0], &gW1[0, 0], &gW2[0, 0]
+        v1, vb1, v2, vb2 = &V1[0, 0], &Vb1[0], &V2[0, 0], &Vb2[0]
+        if nesterov:
+            workspace.momentum_buffers()
+            gW1, gW2 = workspace.grad_W1, workspace.grad_W2
+            g1, g2 = &gW1[0, 0], &gW2[0, 0]
 
     cdef floating[:, :, ::1] Xb = workspace.X_batch
     cdef int64_t[:, ::1] yb = workspace.y_batch
