@@ -3,7 +3,7 @@
 Environment switches (all off by default):
   FASTMLP_DEBUG=1   compile with bounds and wraparound checks on (for a debug test run)
   FASTMLP_NATIVE=1  add -march=native (fast on this CPU, crashes on older ones: never for wheels)
-  FASTMLP_OPENMP=0  build without OpenMP (one thread per fit; on by default with GCC/Clang on Linux)
+  FASTMLP_THREADS=0 build the serial step (one thread per fit, same results for the same n_threads)
 """
 import os
 import sys
@@ -16,13 +16,16 @@ compile_args = ["-O3"]
 link_args = []
 if os.environ.get("FASTMLP_NATIVE") == "1":
     compile_args.append("-march=native")
-if os.environ.get("FASTMLP_OPENMP", "1" if sys.platform.startswith("linux") else "0") == "1":
-    compile_args.append("-fopenmp")
-    link_args.append("-fopenmp")
+macros = []
+if os.environ.get("FASTMLP_THREADS", "1") == "0" or sys.platform == "win32":
+    macros.append(("FASTMLP_NO_THREADS", "1"))
+else:
+    compile_args.append("-pthread")
+    link_args.append("-pthread")
 
 extensions = [
     Extension(f"fastmlp.{name}", [f"src_c/{name}.pyx"], include_dirs=["src_c"],
-              extra_compile_args=compile_args, extra_link_args=link_args)
+              define_macros=macros, extra_compile_args=compile_args, extra_link_args=link_args)
     for name in ("kernels", "_sgd")
 ]
 

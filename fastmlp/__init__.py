@@ -9,10 +9,13 @@ pure-NumPy reference (``backend="numpy"``, :mod:`fastmlp.reference`); the two ag
 to rounding. ``fastmlp.kernels`` exposes the compiled kernels one by one.
 """
 
-from . import data, kernels, reference
+from . import _sgd, _threads, data, kernels, reference
 from ._fit import fit
 from ._model import MLPModel, load
 from ._version import __version__
 from .estimator import MLPClassifier
+
+# threadpoolctl sees fastmlp's thread team (and threadpool_limits limits it).
+_threads.register_threadpoolctl()
 
 __all__ = ["fit", "load", "MLPModel", "MLPClassifier", "data", "kernels", "reference", "__version__"]

@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import numbers
+import threading
 
 import numpy as np
 
@@ -11,7 +12,8 @@ import scipy.sparse
 from . import reference
 from ._controls import Controls, TrainingState, sample_weights, validation_split, weighted_accuracy
 from ._model import MLPModel, logits_in_blocks
-from ._threads import BlasThreads, n_slices
+from ._blas import BlasThreads, step_gemm_columns
+from ._threads import aligned_copy, n_slices
 from ._validation import (
     all_finite,
     check_features,
@@ -77,32 +79,47 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
 class Trainer:
     """One fit's backend: epochs of SGD and the logits of held-out data.
 
-    For ``"cython"`` the scratch memory is allocated here, once per fit, and the
-    hidden units are split into slices for the threads; the caller holds BLAS to
-    one thread meanwhile (``BlasThreads.single``).
+    For ``"cython"`` the scratch memory and the thread team are made here, once
+    per fit, and the hidden units are split into slices for the threads. Run the
+    epochs inside :meth:`running`, which holds BLAS to one thread meanwhile.
     """
 
-    def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads):
+    def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads,
+                 adaptive_threads=True):
         self.backend = backend
         self.batch_size = batch_size
+        self.n_threads = 1  # the fit's thread count: its hidden slices, each on at most one thread
         if backend == "cython":
             from . import _sgd
             self._sgd = _sgd
-            slices = n_slices(n_threads, hidden, _sgd.OPENMP, _sgd.max_threads())
-            columns = (_sgd.gemm_columns(batch_size, n_features, hidden // slices)
-                       if BlasThreads.shared().has_small_gemm() else None)
-            self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype,
-                                            slices, columns)
+            slices = n_slices(n_threads, hidden)
+            self.n_threads = slices
+            self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
+                                            step_gemm_columns(batch_size, n_features, hidden // slices),
+                                            adaptive=adaptive_threads)
+
+    def running(self):
+        """Context for the epochs: the compiled step runs on fastmlp's own threads and
+        calls BLAS from each, so BLAS stays single-threaded meanwhile (held for the
+        whole loop, test-set evaluation included, since an idle BLAS pool spins for
+        a while after each call and takes the cores)."""
+        if self.backend == "cython":
+            return BlasThreads.shared().single()
+        return contextlib.nullcontext()
 
     def epoch(self, X, y, order, params, lr, reg, sample_weight=None, velocities=None,
               momentum=0.0, nesterov=False):
         """One epoch over the rows ``order``, in place on ``params`` (and ``velocities``):
-        ``(data_loss, n_correct)``, both weighted by ``sample_weight`` when given."""
+        ``(data_loss, n_correct)``, both weighted by ``sample_weight`` when given.
+
+        Ctrl-C in the main thread stops the compiled step after a complete step
+        (KeyboardInterrupt), leaving ``params`` consistent.
+        """
         if self.backend == "numpy":
             return reference.sgd_epoch(X, y, order, params, lr, reg, self.batch_size,
                                        velocities=velocities, momentum=momentum, nesterov=nesterov,
                                        sample_weight=sample_weight)
-        controls = {}
+        controls = {"main_thread": threading.current_thread() is threading.main_thread()}
         if sample_weight is not None:
             controls["sample_weight"] = sample_weight
         if momentum > 0:
@@ -288,15 +305,20 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         params = init_params(rng, n_features, hidden, n_classes, dtype)
     else:
         params = _copy_init(init, n_features, hidden, n_classes, dtype)
+    # Each weight array starts on a cache line: threads updating neighbouring
+    # slices of W1 then never write the same line.
+    params = tuple(aligned_copy(p) for p in params)
     state = init.state.copy() if isinstance(init, MLPModel) and init.state is not None else TrainingState()
     state.prepare(params, controls, lr)
+    if state.velocities is not None:   # owned per hidden slice like the weights: aligned alike
+        state.velocities = tuple(aligned_copy(v) for v in state.velocities)
     trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
 
     history = {"loss": [], "train_acc": [], "test_acc": [], "val_acc": [], "lr": []}
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
         seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
-        shuffle=bool(shuffle), dtype=dtype.name, backend=backend,
+        shuffle=bool(shuffle), dtype=dtype.name, backend=backend, n_threads=trainer.n_threads,
         **{k: v for k, v in dataclasses.asdict(controls).items() if v != getattr(Controls, k)},
         **({} if weights is None else {"weighted": True}),
         **({} if class_weight is None else {"class_weight": class_weight if isinstance(class_weight, str)
@@ -307,12 +329,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, unit="epoch", desc="fastmlp")
-    # The compiled step runs on fastmlp's own threads and calls BLAS from each: BLAS
-    # stays single-threaded for the whole loop (the test-set evaluation included),
-    # since an idle BLAS pool spins for a while after each call and takes the cores.
-    single_blas = BlasThreads.shared().single() if backend == "cython" else contextlib.nullcontext()
     try:
-        with single_blas:
+        with trainer.running():
             for epoch in range(1, epochs + 1):
                 order = train_rows[rng.permutation(n_train)] if shuffle else train_rows
                 epoch_lr = state.epoch_lr(controls, lr)

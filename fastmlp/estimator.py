@@ -76,6 +76,11 @@ n_iter_no_change, tol, class_weight
     feature_names_in_ : ndarray of str (when X had string column names)
     W1_, b1_, W2_, b2_ : ndarrays
         The fitted weights, as in :class:`fastmlp.MLPModel`.
+    n_threads_ : int
+        The thread count of the last :meth:`fit` or :meth:`partial_fit`: the slices
+        its hidden units were split into, each run by one thread at most (with
+        ``n_threads=None``: the available cores, or fewer under ``FASTMLP_NUM_THREADS``,
+        ``OMP_NUM_THREADS`` or ``threadpool_limits``); 1 for the NumPy backend.
     history_ : dict of lists
         ``loss``, ``train_acc``, ``val_acc`` (early stopping) and ``lr`` (and
         ``test_acc``, empty here) per epoch, over every :meth:`fit` (with
@@ -159,6 +164,7 @@ n_iter_no_change, tol, class_weight
                      sample_weight=sample_weight, class_weight=self._class_weight())
         self.W1_, self.b1_, self.W2_, self.b2_ = model.W1, model.b1, model.W2, model.b2
         self._state = model.state
+        self.n_threads_ = model.params["n_threads"]
         done = len(self.history_["loss"]) if continuing else 0
         if not continuing:
             self.history_ = model.history
@@ -277,3 +283,17 @@ n_iter_no_change, tol, class_weight
                         best_epoch=getattr(self, "best_epoch_", None),
                         params={k: v for k, v in self.get_params().items()
                                 if isinstance(v, (int, float, str, bool, type(None)))})
+
+    # ---------------------------------------------------------------- ONNX export
+    # skl2onnx looks for these two methods on every estimator it converts, so
+    # skl2onnx.to_onnx(pipeline, X[:1]) converts a pipeline that ends in (or holds)
+    # an MLPClassifier with no registration step; fastmlp._onnx is imported only then.
+    def onnx_shape_calculator(self):
+        """skl2onnx's shape calculator: outputs ``label`` (N,) and ``probabilities`` (N, n_classes)."""
+        from ._onnx import skl2onnx_shape_calculator
+        return skl2onnx_shape_calculator
+
+    def onnx_converter(self):
+        """skl2onnx's converter: the network's ONNX nodes, in the dtype of their input."""
+        from ._onnx import skl2onnx_converter
+        return skl2onnx_converter

@@ -70,8 +70,9 @@ def _labels(y, n_rows, n_classes):
 
 
 def _bias_relu_mv(floating[:, ::1] Z, const floating[::1] b):
-    with nogil:
-        _bias_relu(Z, b)
+    if Z.shape[0] and Z.shape[1]:
+        with nogil:
+            _bias_relu(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1])
 
 
 def bias_relu(Z, b):
@@ -96,8 +97,9 @@ def bias_relu(Z, b):
 
 
 def _relu_backward_mv(floating[:, ::1] dR, const floating[:, ::1] R):
-    with nogil:
-        _relu_backward(dR, R)
+    if dR.shape[0] and dR.shape[1]:
+        with nogil:
+            _relu_backward(&dR[0, 0], &R[0, 0], dR.shape[0] * dR.shape[1])
 
 
 def relu_backward(dR, R):
@@ -125,10 +127,13 @@ def relu_backward(dR, R):
 
 def _softmax_xent_grad_mv(floating[:, ::1] Z, const int64_t[::1] y, w):
     cdef const floating[::1] weights = w
-    cdef const floating* w_ptr = NULL if w is None else &weights[0]
-    cdef double loss
-    with nogil:
-        loss = _softmax_xent_grad(Z, y, w_ptr)
+    cdef const floating* w_ptr = NULL
+    cdef double loss = 0
+    if Z.shape[0]:
+        if w is not None:
+            w_ptr = &weights[0]
+        with nogil:
+            loss = _softmax_xent_grad(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1], w_ptr)
     return loss
 
 
@@ -136,10 +141,10 @@ def _row_weights(w, Z):
     """Sample weights ``w`` (one per row of Z) as a fresh array of Z's dtype, or None."""
     if w is None:
         return None
-    w_arr = np.ascontiguousarray(w, dtype=Z.dtype)
+    w_arr = np.array(w, dtype=Z.dtype, order="C", copy=True)
     if w_arr.shape != (Z.shape[0],):
         raise ValueError(f"w must hold one weight per row of Z ({Z.shape[0]}), got shape {w_arr.shape}")
-    return w_arr.copy() if w_arr is w else w_arr
+    return w_arr
 
 
 def softmax_xent_grad(Z, y, w=None):
@@ -169,17 +174,18 @@ def softmax_xent_grad(Z, y, w=None):
     return _softmax_xent_grad_mv(Z, y_arr, _row_weights(w, Z))
 
 
-def _momentum_update_mv(floating[::1] W, floating[::1] V, const floating[::1] G, double lr, double reg,
-                        double momentum, bint nesterov):
-    with nogil:
-        _momentum_update(&W[0], &V[0], &G[0], 1, W.shape[0], W.shape[0], <floating> lr, <floating> reg,
-                         <floating> momentum, nesterov)
+def _momentum_update_mv(floating[::1] W, floating[::1] V, const floating[::1] G, double lr,
+                        double reg, double momentum, bint nesterov):
+    if W.shape[0]:
+        with nogil:
+            _momentum_update(&W[0], &V[0], &G[0], 1, W.shape[0], W.shape[0], <floating> lr,
+                             <floating> reg, <floating> momentum, nesterov)
 
 
 def momentum_update(W, V, G, lr, reg, momentum, nesterov=False):
     """SGD step with momentum and L2 decay, in place on ``W`` and ``V``. With
     ``g = G + 2 * reg * W``: ``V := momentum * V - lr * g``, then ``W := W + V``, or
-    with ``nesterov`` ``W := W + momentum * V - lr * g``.
+    with ``nesterov`` ``W := W + momentum * V - lr * g`` (scikit-learn's rule).
 
     Parameters
     ----------
@@ -196,19 +202,19 @@ def momentum_update(W, V, G, lr, reg, momentum, nesterov=False):
         The same array, changed (and ``V`` too).
     """
     _float_array(W, "W", None, writeable=True)
-    for name, a in (("V", V), ("G", G)):
-        _float_array(a, name, W.ndim, writeable=name == "V", dtype=W.dtype)
-        if a.shape != W.shape:
-            raise ValueError(f"{name} must have the shape of W {W.shape}, got {a.shape}")
-    if W.size:
-        _momentum_update_mv(W.reshape(-1), V.reshape(-1), G.reshape(-1), float(lr), float(reg),
-                            float(momentum), bool(nesterov))
+    _float_array(V, "V", W.ndim, writeable=True, dtype=W.dtype)
+    _float_array(G, "G", W.ndim, dtype=W.dtype)
+    if V.shape != W.shape or G.shape != W.shape:
+        raise ValueError(f"V and G must have the shape of W {W.shape}, got {V.shape} and {G.shape}")
+    _momentum_update_mv(W.reshape(-1), V.reshape(-1), G.reshape(-1), float(lr), float(reg),
+                        float(momentum), bool(nesterov))
     return W
 
 
 def _l2_sgd_update_mv(floating[::1] W, const floating[::1] G, double lr, double reg):
-    with nogil:
-        _l2_sgd_update(W, G, <floating> lr, <floating> reg)
+    if W.shape[0]:
+        with nogil:
+            _l2_sgd_update(&W[0], &G[0], W.shape[0], <floating> lr, <floating> reg)
 
 
 def l2_sgd_update(W, G, lr, reg):
@@ -237,10 +243,13 @@ def l2_sgd_update(W, G, lr, reg):
 
 def _count_correct_mv(const floating[:, ::1] Z, const int64_t[::1] y, w):
     cdef const floating[::1] weights = w
-    cdef const floating* w_ptr = NULL if w is None else &weights[0]
-    cdef double n
-    with nogil:
-        n = _count_correct(Z, y, w_ptr)
+    cdef const floating* w_ptr = NULL
+    cdef double n = 0
+    if Z.shape[0]:
+        if w is not None:
+            w_ptr = &weights[0]
+        with nogil:
+            n = _count_correct(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1], w_ptr)
     return int(n) if w is None else n
 
 
@@ -265,8 +274,9 @@ def count_correct(Z, y, w=None):
 
 
 def _column_sums_mv(const floating[:, ::1] G, floating[::1] out):
-    with nogil:
-        _column_sums(G, out)
+    if G.shape[1]:
+        with nogil:
+            _column_sums(&G[0, 0], G.shape[0], G.shape[1], &out[0])
 
 
 def column_sums(G, out):

@@ -88,8 +88,6 @@ def test_default_fit_bitwise_as_before_the_controls(backend, threads, dtype):
     X, y = rng.standard_normal((97, 13)), rng.integers(0, 5, 97)
     m = fastmlp.fit(X, y, hidden=16, epochs=3, batch_size=10, lr=1e-2, reg=1e-3, seed=0,
                     dtype=dtype, backend=backend, n_threads=threads)
-    if backend == "cython" and threads == 2 and fastmlp._sgd.max_threads() < 2 and not fastmlp._sgd.OPENMP:
-        pytest.skip("no threads in this build")
     digest = hashlib.sha256()
     for w in _weights(m):
         digest.update(np.ascontiguousarray(w).tobytes())
@@ -199,6 +197,77 @@ def test_compiled_equals_reference(controls, threads, dtype):
     for key in ("loss", "train_acc", "lr", "val_acc"):
         assert_allclose(fast.history[key], ref.history[key], rtol=100 * tolerance(dtype)["rtol"], err_msg=key)
     assert fast.best_epoch == ref.best_epoch
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("threads, columns", [(1, None), (4, None), (4, 3), (2, 5)])
+@pytest.mark.parametrize("momentum, nesterov, weighted", [
+    (0.9, False, False), (0.9, True, False), (0.0, False, True), (0.6, True, True)])
+def test_compiled_step_with_controls_on_the_whole_team(momentum, nesterov, weighted, threads, columns, dtype):
+    """sgd_epoch itself, every segment on exactly `threads` members (so each member
+    updates the velocities of its own slices), 4 slices, optional column blocks of the
+    big products, a partial last batch, 3 epochs: equal to the reference."""
+    from _helpers import random_problem
+    from fastmlp import _sgd
+    rng = np.random.default_rng(7)
+    X, y, init = random_problem(rng, 43, 11, 32, 5, dtype)
+    w = rng.uniform(0, 2, 43).astype(dtype) if weighted else None
+    fast = tuple(p.copy() for p in init)
+    ref = tuple(p.copy() for p in init)
+    v_fast = tuple(np.zeros_like(p) for p in init)
+    v_ref = tuple(np.zeros_like(p) for p in init)
+    ws = _sgd.Workspace(9, 11, 32, 5, dtype, 4, columns, max_threads=threads, adaptive=False)
+    for epoch in range(3):
+        order = rng.permutation(43)
+        lr = 0.02 / (epoch + 1)
+        got = _sgd.sgd_epoch(X, y, order, *fast, ws, lr, 0.05, sample_weight=w,
+                             velocities=v_fast if momentum else None, momentum=momentum, nesterov=nesterov)
+        want = reference.sgd_epoch(X, y, order, ref, lr, 0.05, 9, velocities=v_ref, momentum=momentum,
+                                   nesterov=nesterov, sample_weight=w)
+        assert_allclose(got, want, rtol=10 * tolerance(dtype)["rtol"])
+        assert isinstance(got[1], float if weighted else int)
+    for name, a, b in zip(NAMES, fast + v_fast, ref + v_ref):
+        assert_allclose(a, b, **tolerance(dtype, np.max(np.abs(b))), err_msg=name)
+
+
+def test_compiled_step_checks_its_controls():
+    from fastmlp import _sgd
+    X, y = _problem(N=20, D=4, C=3)
+    params = tuple(np.ascontiguousarray(p) for p in _weights(fastmlp.fit(X, y, hidden=8, epochs=0)))
+    ws = _sgd.Workspace(5, 4, 8, 3, np.float64)
+    order = np.arange(20)
+    with pytest.raises(ValueError, match="velocities"):
+        _sgd.sgd_epoch(X, y, order, *params, ws, 0.1, 0.0, momentum=0.9)
+    with pytest.raises(ValueError, match="velocities"):
+        _sgd.sgd_epoch(X, y, order, *params, ws, 0.1, 0.0, momentum=0.9,
+                       velocities=tuple(np.zeros(3) for _ in params))
+    with pytest.raises(ValueError, match="momentum"):
+        _sgd.sgd_epoch(X, y, order, *params, ws, 0.1, 0.0, momentum=1.0,
+                       velocities=tuple(np.zeros_like(p) for p in params))
+    with pytest.raises(ValueError, match="sample_weight"):
+        _sgd.sgd_epoch(X, y, order, *params, ws, 0.1, 0.0, sample_weight=np.ones(3))
+
+
+def test_weighted_kernels_equal_numpy():
+    from fastmlp import kernels
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((6, 4)) * 3
+    y = rng.integers(0, 4, 6)
+    w = rng.uniform(0, 2, 6)
+    G = Z.copy()
+    loss = kernels.softmax_xent_grad(G, y, w)
+    P = reference.softmax(Z)
+    assert loss == pytest.approx(-np.sum(w * np.log(P[np.arange(6), y])), rel=1e-13)
+    assert_allclose(G, w[:, None] * (P - reference.onehot(y, 4)), rtol=1e-13, atol=1e-15)
+    assert kernels.count_correct(Z, y, w) == pytest.approx(np.sum(w[np.argmax(Z, axis=1) == y]), rel=1e-15)
+    W, V, Gw = rng.standard_normal((3, 5)), rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    for nesterov in (False, True):
+        W_ref, V_ref = [W.copy()], [V.copy()]
+        reference.sgd_update(W_ref, [Gw + 2 * 0.1 * W], 0.05, V_ref, 0.9, nesterov)
+        W_k, V_k = W.copy(), V.copy()
+        kernels.momentum_update(W_k, V_k, Gw, 0.05, 0.1, 0.9, nesterov)
+        assert_allclose(W_k, W_ref[0], rtol=1e-14)
+        assert_allclose(V_k, V_ref[0], rtol=1e-14)
 
 
 # --------------------------------------------------------------------------- properties
