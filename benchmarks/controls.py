@@ -8,7 +8,7 @@
    MNIST (2,580 training and 2,580 held-out images of the test set, as in the README),
    seed hyperparameters, for plain SGD next to momentum and early stopping.
 
-    python benchmarks/controls.py [--mnist-dir DIR] [--rounds 15] [--skip-accuracy]
+    python benchmarks/controls.py [--mnist-dir DIR] [--rounds 15] [--threads T] [--skip-accuracy]
 """
 
 import argparse
@@ -22,7 +22,6 @@ import numpy as np
 import fastmlp
 from fastmlp import benchmark
 from fastmlp._fit import Trainer, init_params
-from fastmlp._threads import BlasThreads
 
 SEED = dict(hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2, seed=0)
 VARIANTS = {
@@ -55,20 +54,20 @@ def epoch_times(n, features, hidden, batch_size, dtype, rounds, threads=None):
 
     def run(name):
         params, velocities, controls = runs[name]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         trainer.epoch(X, y, rng.permutation(n), params, 1e-4, 1e-2,
                       weights if controls.get("sample_weight") else None, velocities,
                       controls.get("momentum", 0.0), controls.get("nesterov", False))
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
     times = {name: [] for name in runs}
-    with BlasThreads.shared().single():
+    with trainer.running():
         for name in runs:                                    # warm-up
             run(name)
         for _ in range(rounds):
             for name in runs:
                 times[name].append(run(name))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: tuple(statistics.median(column) for column in zip(*t)) for name, t in times.items()}
 
 
 def mnist_split(folder):
@@ -96,10 +95,8 @@ def accuracy_table(name, data):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=2580)
-    parser.add_argument("--features", type=int, default=784)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=30)
+    parser.add_argument("--shape", type=int, nargs=4, default=(2580, 784, 128, 30), metavar=("N", "D", "H", "B"),
+                        help="samples, features, hidden units, batch size (default: the seed's)")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--rounds", type=int, default=15, help="timed epochs per variant")
     parser.add_argument("--threads", type=int, default=None, help="threads (default: the available cores)")
@@ -110,16 +107,16 @@ def main(argv=None):
 
     for line in benchmark.machine_description():
         print(f"# {line}")
-    times = epoch_times(args.n, args.features, args.hidden, args.batch_size, args.dtype, args.rounds,
-                        args.threads)
-    plain = times["plain SGD"]
-    print(f"\nN={args.n} D={args.features} H={args.hidden} batch={args.batch_size} {args.dtype}, "
+    n, features, hidden, batch_size = args.shape
+    times = epoch_times(n, features, hidden, batch_size, args.dtype, args.rounds, args.threads)
+    plain, plain_cpu = times["plain SGD"]
+    print(f"\nN={n} D={features} H={hidden} batch={batch_size} {args.dtype}, "
           f"{args.threads or 'all'} threads, "
           f"median of {args.rounds} epochs each, taking turns")
-    print("| variant | ms/epoch | vs plain |")
-    print("|---|---:|---:|")
-    for name, seconds in times.items():
-        print(f"| {name} | {seconds * 1e3:.2f} | {seconds / plain:.2f}x |")
+    print("| variant | ms/epoch (wall) | vs plain | CPU ms/epoch (all threads) | vs plain |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (seconds, cpu) in times.items():
+        print(f"| {name} | {seconds * 1e3:.2f} | {seconds / plain:.2f}x | {cpu * 1e3:.2f} | {cpu / plain_cpu:.2f}x |")
     if args.skip_accuracy:
         return
 

@@ -34,6 +34,8 @@ def plot_history(history, path, title=None):
     ax_acc.plot(epochs, history["train_acc"], label="training (during the epoch)")
     if history.get("test_acc"):
         ax_acc.plot(epochs, history["test_acc"], label="test")
+    if history.get("val_acc"):
+        ax_acc.plot(epochs, history["val_acc"], label="validation (early stopping)")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_title("accuracy")
