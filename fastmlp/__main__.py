@@ -13,7 +13,7 @@ import numpy as np
 
 from fastmlp._files import write_atomically
 
-HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed")
+HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed", "eval_every")
 
 
 def _describe(name, X):
@@ -94,14 +94,18 @@ def _label_column(text):
 
 
 def write_history_csv(history, path):
-    """One row per epoch: ``epoch, loss, train_acc, test_acc, val_acc, lr`` (test_acc and
-    val_acc empty without test data or early stopping)."""
+    """One row per epoch: ``epoch, loss, train_acc, test_acc, val_acc, lr`` (test_acc empty
+    where the test data was not scored, val_acc without early stopping)."""
     def write(f):
         out = csv.writer(f)
         out.writerow(["epoch", "loss", "train_acc", "test_acc", "val_acc", "lr"])
-        columns = [history.get(key) or [] for key in ("test_acc", "val_acc", "lr")]
-        for i, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"])):
-            out.writerow([i + 1, repr(loss), repr(acc)] + [repr(c[i]) if i < len(c) else "" for c in columns])
+        test_acc = history.get("test_acc") or []
+        test = dict(zip(history.get("test_epoch") or range(1, len(test_acc) + 1), test_acc))
+        val, lrs = history.get("val_acc") or [], history.get("lr") or []
+        for epoch, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"]), start=1):
+            out.writerow([epoch, repr(loss), repr(acc), repr(test[epoch]) if epoch in test else "",
+                          repr(val[epoch - 1]) if epoch <= len(val) else "",
+                          repr(lrs[epoch - 1]) if epoch <= len(lrs) else ""])
     write_atomically(path, write)
 
 
@@ -149,12 +153,11 @@ def train(args):
     model.save(paths["model.npz"])
     write_history_csv(model.history, paths["history.csv"])
     print(f"training accuracy {model.score(X, classes[y_index])}")
-    kept = len(model.history["loss"]) if model.best_epoch is None else model.best_epoch
     if model.best_epoch is not None:
-        print(f"early stopping: kept epoch {kept} of {len(model.history['loss'])} "
-              f"(validation accuracy {model.history['val_acc'][kept - 1]})")
+        print(f"early stopping: kept epoch {model.best_epoch} of {len(model.history['loss'])} "
+              f"(validation accuracy {model.history['val_acc'][model.best_epoch - 1]})")
     if X_test is not None:
-        print(f"test accuracy {model.history['test_acc'][kept - 1]}")
+        print(f"test accuracy {model.score(X_test, classes[y_test_index])}")
     print(f"trained in {elapsed:.2f} s; wrote {', '.join(paths.values())}")
     return 0
 
@@ -215,6 +218,8 @@ def _add_hyperparameters(p):
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     p.add_argument("--reg", type=float, default=1e-2, help="L2 strength (default 1e-2)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and split (default 0)")
+    p.add_argument("--eval-every", type=int, default=1, metavar="K",
+                   help="score the test data every K epochs and after the last (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (shown by default on a terminal)")
 
 

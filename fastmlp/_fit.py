@@ -12,7 +12,7 @@ import scipy.sparse
 from . import reference
 from ._controls import Controls, TrainingState, sample_weights, validation_split, weighted_accuracy
 from ._model import MLPModel, logits_in_blocks
-from ._blas import BlasThreads, step_gemm_columns
+from ._blas import BlasThreads, step_products
 from ._threads import aligned_copy, n_slices
 from ._validation import (
     all_finite,
@@ -94,9 +94,9 @@ class Trainer:
             self._sgd = _sgd
             slices = n_slices(n_threads, hidden)
             self.n_threads = slices
+            columns, small_gemm = step_products(batch_size, n_features, hidden // slices)
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
-                                            step_gemm_columns(batch_size, n_features, hidden // slices),
-                                            adaptive=adaptive_threads)
+                                            columns, adaptive=adaptive_threads, small_gemm=small_gemm)
 
     def running(self):
         """Context for the epochs: the compiled step runs on fastmlp's own threads and
@@ -151,7 +151,7 @@ class Trainer:
 
 def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         X_test=None, y_test=None, n_classes=None, seed=0, shuffle=True, init=None,
-        dtype=None, backend="cython", n_threads=None, plot=None, progress=False,
+        dtype=None, backend="cython", n_threads=None, plot=None, progress=False, eval_every=1,
         momentum=0.0, nesterov=False, lr_schedule="constant", power_t=0.5,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=None, tol=1e-4,
         sample_weight=None, class_weight=None):
@@ -182,7 +182,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     reg : float, default 1e-2
         L2 strength on W1 and W2.
     X_test, y_test : array-like, optional
-        Held-out data; its accuracy after every epoch goes into ``history["test_acc"]``.
+        Held-out data; its accuracy after every epoch (see ``eval_every``) goes into
+        ``history["test_acc"]``.
     n_classes : int, optional
         C; default ``max(y) + 1``.
     seed : int, numpy.random.Generator or None, default 0
@@ -213,6 +214,11 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         Write the epoch plots (loss; training and test accuracy) to this PNG file.
     progress : bool, default False
         Show a tqdm progress bar over epochs with the loss and accuracies.
+    eval_every : int, default 1
+        Score ``X_test`` after every ``eval_every``-th epoch (and after the last);
+        ``history["test_epoch"]`` lists the epochs scored. The seed's per-epoch test
+        curve is the default; on small data an evaluation can cost as much as a
+        large part of an epoch, so sweeps may score less often.
     momentum : float in [0, 1), default 0
         Momentum of scikit-learn's SGD rule on every parameter (``dW`` the full
         gradient, L2 included): ``V := momentum * V - lr * dW``, ``W := W + V``. The
@@ -281,6 +287,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     weights = sample_weights(sample_weight, class_weight, y, n_classes)
     if n_threads is not None:
         check_int(n_threads, "n_threads", minimum=1)
+    eval_every = check_int(eval_every, "eval_every", minimum=1)
     if 2 * lr * reg >= 1:
         raise ValueError(f"lr * reg must be < 0.5 (got lr={lr}, reg={reg}): each step scales the "
                          f"weights by 1 - 2*lr*reg, which must stay positive; lower lr or reg")
@@ -314,7 +321,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         state.velocities = tuple(aligned_copy(v) for v in state.velocities)
     trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
 
-    history = {"loss": [], "train_acc": [], "test_acc": [], "val_acc": [], "lr": []}
+    history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": [], "val_acc": [], "lr": []}
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
         seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
@@ -344,10 +351,6 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
                 history["train_acc"].append(n_correct / total_weight)
                 history["lr"].append(epoch_lr)
                 postfix = {"loss": f"{history['loss'][-1]:.4f}", "train_acc": f"{history['train_acc'][-1]:.4f}"}
-                if X_test is not None:
-                    predicted = np.argmax(trainer.logits(X_test, params), axis=1)
-                    history["test_acc"].append(float(np.mean(predicted == y_test)))
-                    postfix["test_acc"] = f"{history['test_acc'][-1]:.4f}"
                 val_acc = None
                 if validation is not None:
                     val_acc = validation.score(trainer, params)
@@ -357,6 +360,11 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
                                        validation.best_score if validation is not None else None)
                 if validation is not None:
                     validation.keep_if_best(val_acc, epoch, params)
+                if X_test is not None and (epoch % eval_every == 0 or epoch == epochs or stop):
+                    predicted = np.argmax(trainer.logits(X_test, params), axis=1)
+                    history["test_acc"].append(float(np.mean(predicted == y_test)))
+                    history["test_epoch"].append(epoch)
+                    postfix["test_acc"] = f"{history['test_acc'][-1]:.4f}"
                 if bar is not None:
                     bar.set_postfix(postfix, refresh=False)
                     bar.update()

@@ -14,8 +14,8 @@ from ._version import __version__
 
 FORMAT_VERSION = 1
 _WEIGHTS = ("W1", "b1", "W2", "b2")
-#: The per-epoch lists of a history; files written before val_acc and lr existed lack them.
-HISTORY_KEYS = ("loss", "train_acc", "test_acc", "val_acc", "lr")
+#: The lists of a history; files written before some of them existed lack those.
+HISTORY_KEYS = ("loss", "train_acc", "test_acc", "test_epoch", "val_acc", "lr")
 _PREDICT_BLOCK = 4096  # rows per block in predict: large GEMMs, bounded memory
 
 
@@ -47,9 +47,11 @@ class MLPModel:
         One entry per epoch: ``loss`` (mean cross-entropy per training sample,
         accumulated during the epoch's own forward passes, without the L2 penalty),
         ``train_acc`` (accuracy counted in the same passes; both weighted by the
-        sample weights when the fit had them), ``test_acc`` (accuracy on ``X_test``
-        after the epoch; empty without ``X_test``), ``val_acc`` (early stopping's
-        validation accuracy; empty without it) and ``lr`` (the epoch's learning rate).
+        sample weights when the fit had them); ``test_acc``, the accuracy on ``X_test``
+        after the epochs listed in ``test_epoch`` (every epoch unless
+        ``fit(eval_every=...)`` said otherwise; empty without ``X_test``); ``val_acc``
+        (early stopping's validation accuracy; empty without it) and ``lr`` (the
+        epoch's learning rate).
     params : dict
         The hyperparameters the model was trained with.
     classes : ndarray of shape (n_classes,) or None

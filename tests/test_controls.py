@@ -200,13 +200,16 @@ def test_compiled_equals_reference(controls, threads, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("threads, columns", [(1, None), (4, None), (4, 3), (2, 5)])
+@pytest.mark.parametrize("threads, slices, columns, small_gemm", [
+    (1, 4, None, False), (4, 4, None, False), (4, 4, 3, False), (2, 4, 5, False), (2, 2, None, True)])
 @pytest.mark.parametrize("momentum, nesterov, weighted", [
     (0.9, False, False), (0.9, True, False), (0.0, False, True), (0.6, True, True)])
-def test_compiled_step_with_controls_on_the_whole_team(momentum, nesterov, weighted, threads, columns, dtype):
+def test_compiled_step_with_controls_on_the_whole_team(momentum, nesterov, weighted, threads, slices,
+                                                       columns, small_gemm, dtype):
     """sgd_epoch itself, every segment on exactly `threads` members (so each member
-    updates the velocities of its own slices), 4 slices, optional column blocks of the
-    big products, a partial last batch, 3 epochs: equal to the reference."""
+    updates the velocities of its own slices), several slices, optional column blocks
+    of the big products or fastmlp's unpacked kernels (where the CPU has them), a
+    partial last batch, 3 epochs: equal to the reference."""
     from _helpers import random_problem
     from fastmlp import _sgd
     rng = np.random.default_rng(7)
@@ -216,7 +219,8 @@ def test_compiled_step_with_controls_on_the_whole_team(momentum, nesterov, weigh
     ref = tuple(p.copy() for p in init)
     v_fast = tuple(np.zeros_like(p) for p in init)
     v_ref = tuple(np.zeros_like(p) for p in init)
-    ws = _sgd.Workspace(9, 11, 32, 5, dtype, 4, columns, max_threads=threads, adaptive=False)
+    ws = _sgd.Workspace(9, 11, 32, 5, dtype, slices, columns, max_threads=threads, adaptive=False,
+                        small_gemm=small_gemm)
     for epoch in range(3):
         order = rng.permutation(43)
         lr = 0.02 / (epoch + 1)
