@@ -562,3 +562,12 @@ def test_cli_train_with_controls(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "train.npz"), "--out", str(out), "--quiet",
                  "--momentum", "1.5"]) == 1
     assert "momentum" in capsys.readouterr().err
+
+
+def test_an_early_stop_scores_the_test_set_too():
+    X, y = _problem(N=120, C=3)
+    model = fastmlp.fit(X, y, hidden=8, epochs=50, batch_size=10, lr=0.02, backend="numpy", X_test=X[:30],
+                        y_test=y[:30], eval_every=7, early_stopping=True, n_iter_no_change=2)
+    n = len(model.history["loss"])
+    assert n < 50 and model.history["test_epoch"][-1] == n
+    assert model.history["test_epoch"][:-1] == list(range(7, n, 7))
