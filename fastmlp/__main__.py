@@ -28,8 +28,12 @@ def _progress(args):
     return sys.stderr.isatty() and not args.quiet
 
 
+CONTROLS = ("momentum", "nesterov", "lr_schedule", "power_t", "early_stopping", "validation_fraction",
+            "n_iter_no_change", "tol", "class_weight")
+
+
 def _fit_kwargs(args):
-    return {name: getattr(args, name) for name in HYPERPARAMETERS}
+    return {name: getattr(args, name) for name in HYPERPARAMETERS + CONTROLS if hasattr(args, name)}
 
 
 def demo(args):
@@ -93,15 +97,18 @@ def _label_column(text):
 
 
 def write_history_csv(history, path):
-    """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty where the
-    test data was not scored)."""
+    """One row per epoch: ``epoch, loss, train_acc, test_acc, val_acc, lr`` (test_acc empty
+    where the test data was not scored, val_acc without early stopping)."""
     def write(f):
         out = csv.writer(f)
-        out.writerow(["epoch", "loss", "train_acc", "test_acc"])
+        out.writerow(["epoch", "loss", "train_acc", "test_acc", "val_acc", "lr"])
         test_acc = history.get("test_acc") or []
         test = dict(zip(history.get("test_epoch") or range(1, len(test_acc) + 1), test_acc))
+        val, lrs = history.get("val_acc") or [], history.get("lr") or []
         for epoch, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"]), start=1):
-            out.writerow([epoch, repr(loss), repr(acc), repr(test[epoch]) if epoch in test else ""])
+            out.writerow([epoch, repr(loss), repr(acc), repr(test[epoch]) if epoch in test else "",
+                          repr(val[epoch - 1]) if epoch <= len(val) else "",
+                          repr(lrs[epoch - 1]) if epoch <= len(lrs) else ""])
     write_atomically(path, write)
 
 
@@ -154,8 +161,11 @@ def train(args):
     model.save(paths["model.npz"])
     write_history_csv(model.history, paths["history.csv"])
     print(f"training accuracy {model.score(X, classes[y_index])}")
+    if model.best_epoch is not None:
+        print(f"early stopping: kept epoch {model.best_epoch} of {len(model.history['loss'])} "
+              f"(validation accuracy {model.history['val_acc'][model.best_epoch - 1]})")
     if X_test is not None:
-        print(f"test accuracy {model.history['test_acc'][-1]}")
+        print(f"test accuracy {model.score(X_test, classes[y_test_index])}")
     print(f"trained in {elapsed:.2f} s; wrote {paths['model.npz']}, {paths['history.csv']}")
     try:
         plot_history(model.history, paths["epoch_plots.png"])
@@ -244,6 +254,26 @@ def _add_hyperparameters(p):
     p.add_argument("--quiet", action="store_true", help="no progress bar (shown by default on a terminal)")
 
 
+def _add_controls(p):
+    """The training controls of fastmlp.fit, with its defaults (the seed's plain SGD)."""
+    g = p.add_argument_group("training controls (see fastmlp.fit)")
+    g.add_argument("--momentum", type=float, default=0.0, help="momentum in [0, 1) (default 0: plain SGD)")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov's momentum")
+    g.add_argument("--lr-schedule", choices=["constant", "invscaling", "adaptive"], default="constant",
+                   help="learning-rate schedule (default constant)")
+    g.add_argument("--power-t", type=float, default=0.5, help="exponent of invscaling (default 0.5)")
+    g.add_argument("--early-stopping", action="store_true",
+                   help="hold out --validation-fraction, stop when its accuracy stalls, keep the best epoch")
+    g.add_argument("--validation-fraction", type=float, default=0.1,
+                   help="share of the training data held out by --early-stopping (default 0.1)")
+    g.add_argument("--n-iter-no-change", type=int, default=None,
+                   help="epochs without improvement by --tol before stopping (default: 10 with "
+                        "--early-stopping or adaptive, else never stop on the training loss)")
+    g.add_argument("--tol", type=float, default=1e-4, help="smallest improvement that counts (default 1e-4)")
+    g.add_argument("--class-weight", choices=["balanced"], default=None,
+                   help="weigh classes by n_samples / (n_classes * count)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastmlp", description="Fast two-layer neural networks on the CPU.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +298,7 @@ def build_parser():
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="training dtype (default float64)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: the available cores)")
+    _add_controls(p)
     p.add_argument("--out", default=".", help="folder for the outputs (default: current folder)")
     p.set_defaults(func=train)
 

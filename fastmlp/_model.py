@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import scipy.sparse
 
 from . import reference
 from ._files import write_atomically
@@ -13,15 +14,21 @@ from ._version import __version__
 
 FORMAT_VERSION = 1
 _WEIGHTS = ("W1", "b1", "W2", "b2")
+#: The lists of a history; files written before some of them existed lack those.
+HISTORY_KEYS = ("loss", "train_acc", "test_acc", "test_epoch", "val_acc", "lr")
 _PREDICT_BLOCK = 4096  # rows per block in predict: large GEMMs, bounded memory
 
 
 def logits_in_blocks(X, weights):
-    """The network's logits for the rows of ``X``, computed a block of rows at a time
-    (large products, bounded memory) with :func:`fastmlp.reference.forward`."""
+    """The network's logits for the rows of ``X`` (an array or a sparse CSR matrix),
+    computed a block of rows at a time (large products, bounded memory) with
+    :func:`fastmlp.reference.forward`."""
     out = np.empty((X.shape[0], weights[2].shape[1]), dtype=X.dtype)
     for start in range(0, X.shape[0], _PREDICT_BLOCK):
-        out[start:start + _PREDICT_BLOCK] = reference.forward(X[start:start + _PREDICT_BLOCK], weights)[2]
+        block = X[start:start + _PREDICT_BLOCK]
+        if scipy.sparse.issparse(block):
+            block = block.toarray()
+        out[start:start + _PREDICT_BLOCK] = reference.forward(block, weights)[2]
     return out
 
 
@@ -39,21 +46,30 @@ class MLPModel:
     history : dict of lists
         One entry per epoch: ``loss`` (mean cross-entropy per training sample,
         accumulated during the epoch's own forward passes, without the L2 penalty),
-        ``train_acc`` (accuracy counted in the same passes); ``test_acc``, the
-        accuracy on ``X_test`` after the epochs listed in ``test_epoch`` (every
-        epoch unless ``fit(eval_every=...)`` said otherwise; empty without ``X_test``).
+        ``train_acc`` (accuracy counted in the same passes; both weighted by the
+        sample weights when the fit had them); ``test_acc``, the accuracy on ``X_test``
+        after the epochs listed in ``test_epoch`` (every epoch unless
+        ``fit(eval_every=...)`` said otherwise; empty without ``X_test``); ``val_acc``
+        (early stopping's validation accuracy; empty without it) and ``lr`` (the
+        epoch's learning rate).
     params : dict
         The hyperparameters the model was trained with.
     classes : ndarray of shape (n_classes,) or None
         The label of each output; None means the labels are ``0..n_classes-1``.
+    best_epoch : int or None
+        With early stopping, the (1-based) epoch whose weights these are.
+    state : fastmlp._controls.TrainingState or None
+        What ``fit(..., init=model)`` continues from: momentum velocities, samples
+        seen, the adaptive rate and counter. Not saved to model files: a loaded model
+        continues with fresh velocities and ``t = 0``.
     """
 
-    def __init__(self, W1, b1, W2, b2, history=None, params=None, classes=None):
+    def __init__(self, W1, b1, W2, b2, history=None, params=None, classes=None, best_epoch=None):
         self.W1, self.b1, self.W2, self.b2 = check_weights(W1, b1, W2, b2)
-        if history is None:
-            history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": []}
-        self.history = history
+        self.history = history if history is not None else {key: [] for key in HISTORY_KEYS}
         self.params = dict(params or {})
+        self.best_epoch = best_epoch
+        self.state = None
         if classes is not None:
             classes = np.asarray(classes)
             if classes.shape != (self.W2.shape[1],):
@@ -80,9 +96,10 @@ class MLPModel:
     def decision_function(self, X):
         """Logits ``relu(X @ W1 + b1) @ W2 + b2``, shape (n_samples, n_classes).
 
-        Computed in blocks of rows, so memory stays bounded for large ``X``.
+        Computed in blocks of rows, so memory stays bounded for large ``X``; a
+        scipy.sparse ``X`` is made dense a block at a time.
         """
-        X = check_features(X, "X", self.dtype, n_features=self.n_features)
+        X = check_features(X, "X", self.dtype, n_features=self.n_features, accept_sparse=True)
         return logits_in_blocks(X, (self.W1, self.b1, self.W2, self.b2))
 
     def predict_proba(self, X):
@@ -157,6 +174,7 @@ class MLPModel:
             "classes": None if self.classes is None else json_classes(self.classes),
             "params": self.params,
             "history": self.history,
+            "best_epoch": self.best_epoch,
         }
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _WEIGHTS}
         document = np.array(_json_document(metadata))
@@ -230,15 +248,14 @@ def load(path):
     if not isinstance(history, dict) or not all(
             isinstance(history.get(k, []), list)
             and all(isinstance(v, (int, float)) for v in history.get(k, []))
-            for k in ("loss", "train_acc", "test_acc", "test_epoch")):
+            for k in HISTORY_KEYS):
         raise ValueError(f"{path!r}: its metadata's history is not lists of numbers per epoch")
     params = metadata.get("params", {})
     if not isinstance(params, dict):
         raise ValueError(f"{path!r}: its metadata's params is {_short(params)}, not a mapping")
     return MLPModel(*weights,
-                    history={k: list(history.get(k, [])) for k in ("loss", "train_acc", "test_acc",
-                                                                    "test_epoch")},
-                    params=params, classes=classes)
+                    history={k: list(history.get(k, [])) for k in HISTORY_KEYS},
+                    params=params, classes=classes, best_epoch=_best_epoch(metadata.get("best_epoch"), path))
 
 
 def _short(value, limit=200):
@@ -312,15 +329,15 @@ def json_classes(classes):
 
     Numbers (int64 or uint64 range, or floats), strings, or bools, all of one kind.
     Labels that would come back changed or merged (NaN, a string's trailing NUL,
-    ints beyond 64 bits, ints and floats mixed, bytes, complex, dates) raise
-    ValueError naming them.
+    ints beyond 64 bits, ints and floats mixed) raise ValueError naming them;
+    labels of other types (bytes, complex, dates, objects) raise TypeError.
     """
     labels = np.asarray(classes).tolist()
     fix = "encode the labels as strings or ints (e.g. [str(c) for c in classes]) before saving"
     bad = [c for c in labels if not isinstance(c, (int, float, str, bool))]
     if bad:
         raise TypeError(f"classes of type {type(bad[0]).__name__} ({_short(bad[0])}) cannot be "
-                         f"saved in a model file; {fix}")
+                        f"saved in a model file; {fix}")
     try:
         restored = _classes_from_json(labels).tolist()
     except ValueError as exc:
@@ -358,3 +375,10 @@ def _json_document(metadata):
         raise TypeError(f"model params and history must be JSON values (numbers, strings, lists, "
                         f"dicts); {_short(value)} of type {type(value).__name__} is not")
     return json.dumps(metadata, default=convert)
+
+
+def _best_epoch(value, path):
+    """A model file's ``best_epoch``: None or a positive int."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"{path!r}: its metadata gives best_epoch {value!r}; expected a positive integer or null")

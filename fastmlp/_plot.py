@@ -56,6 +56,8 @@ def plot_history(history, path, title=None):
         test_epochs = history.get("test_epoch") or range(1, len(history["test_acc"]) + 1)
         ax_acc.plot(test_epochs, history["test_acc"], label="test",
                     marker="." if len(history["test_acc"]) < len(history["loss"]) else None)
+    if history.get("val_acc"):
+        ax_acc.plot(epochs[:len(history["val_acc"])], history["val_acc"], label="validation (early stopping)")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_title("accuracy")

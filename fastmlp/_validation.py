@@ -3,6 +3,7 @@
 import numbers
 
 import numpy as np
+import scipy.sparse
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -21,14 +22,18 @@ def resolve_dtype(dtype, X):
     return resolved
 
 
-def check_features(X, name, dtype, n_features=None):
+def check_features(X, name, dtype, n_features=None, accept_sparse=False):
     """``X`` as a finite, non-empty, C-contiguous 2-D array of ``dtype``.
 
     No copy is made when ``X`` already is such an array; otherwise the result is a
-    new array and the caller's data is left as it was.
+    new array and the caller's data is left as it was. With ``accept_sparse``, a
+    scipy.sparse matrix or array is returned as CSR of ``dtype`` instead (see
+    :func:`check_sparse_features`).
     """
-    if _is_sparse(X):
-        raise TypeError(f"{name} is a sparse matrix; fastmlp needs a dense array: pass {name}.toarray()")
+    if scipy.sparse.issparse(X):
+        if not accept_sparse:
+            raise TypeError(f"{name} is a scipy.sparse matrix; pass a dense array ({name}.toarray())")
+        return check_sparse_features(X, name, dtype, n_features)
     try:
         arr = np.asarray(X)
     except ValueError as exc:  # ragged nested lists
@@ -59,12 +64,30 @@ def check_features(X, name, dtype, n_features=None):
     return arr
 
 
-def _is_sparse(X):
-    """Whether ``X`` is a SciPy sparse matrix or array (without importing SciPy for others)."""
-    if not type(X).__module__.startswith("scipy.sparse"):
-        return False
-    import scipy.sparse
-    return scipy.sparse.issparse(X)
+def check_sparse_features(X, name, dtype, n_features=None):
+    """A scipy.sparse ``X`` as a finite, non-empty 2-D CSR matrix of ``dtype``.
+
+    ``X`` itself is returned when it already is one (with sorted indices); otherwise a
+    new CSR matrix, never a dense copy. The caller's matrix is not modified.
+    """
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one sample and one feature, got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
+    csr = X if X.format == "csr" else X.tocsr()
+    if csr.dtype != dtype:
+        with np.errstate(over="ignore"):
+            csr = csr.astype(dtype)
+    if not csr.has_sorted_indices:
+        csr = csr.sorted_indices()  # a copy: the caller's matrix stays as it was
+    if not np.isfinite(csr.data).all():
+        raise ValueError(f"{name} contains NaN or infinity (or values too large for "
+                         f"{np.dtype(dtype).name}); remove or impute those values before fitting")
+    return csr
 
 
 def all_finite(arr, block_rows=4096):

@@ -25,6 +25,7 @@ from _kernels cimport (
     column_sums as _column_sums,
     count_correct as _count_correct,
     l2_sgd_update as _l2_sgd_update,
+    momentum_update as _momentum_update,
     relu_backward as _relu_backward,
     softmax_xent_grad as _softmax_xent_grad,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "relu_backward",
     "softmax_xent_grad",
     "l2_sgd_update",
+    "momentum_update",
     "count_correct",
     "column_sums",
     "gemm",
@@ -169,15 +171,29 @@ def relu_backward(dR, R):
     return dR
 
 
-def _softmax_xent_grad_mv(floating[:, ::1] Z, const int64_t[::1] y):
+def _softmax_xent_grad_mv(floating[:, ::1] Z, const int64_t[::1] y, w):
+    cdef const floating[::1] weights = w
+    cdef const floating* w_ptr = NULL
     cdef double loss = 0
     if Z.shape[0]:
+        if w is not None:
+            w_ptr = &weights[0]
         with nogil:
-            loss = _softmax_xent_grad(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1])
+            loss = _softmax_xent_grad(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1], w_ptr)
     return loss
 
 
-def softmax_xent_grad(Z, y):
+def _row_weights(w, Z):
+    """Sample weights ``w`` (one per row of Z) as a fresh array of Z's dtype, or None."""
+    if w is None:
+        return None
+    w_arr = np.array(w, dtype=Z.dtype, order="C", copy=True)
+    if w_arr.shape != (Z.shape[0],):
+        raise ValueError(f"w must hold one weight per row of Z ({Z.shape[0]}), got shape {w_arr.shape}")
+    return w_arr
+
+
+def softmax_xent_grad(Z, y, w=None):
     """Softmax cross-entropy and its gradient, in place: ``Z := softmax(Z) - onehot(y)``.
 
     Stable for any finite logits: the row maximum is subtracted before ``exp``.
@@ -188,17 +204,57 @@ def softmax_xent_grad(Z, y):
         Logits; overwritten by the gradient of the loss with respect to them.
     y : array-like of int, shape (B,)
         Class labels in ``[0, C)``.
+    w : array-like of shape (B,), optional
+        Sample weights: row i's loss and gradient are multiplied by ``w[i]``.
 
     Returns
     -------
     loss : float
-        ``sum_i -log softmax(Z)[i, y_i]``, accumulated in float64.
+        ``sum_i w_i * -log softmax(Z)[i, y_i]`` (``w_i = 1`` without ``w``),
+        accumulated in float64.
     """
     _float_array(Z, "Z", 2, writeable=True)
     if Z.shape[1] < 1:
         raise ValueError("Z must have at least one column (class)")
     y_arr = _labels(y, Z.shape[0], Z.shape[1])
-    return _softmax_xent_grad_mv(Z, y_arr)
+    return _softmax_xent_grad_mv(Z, y_arr, _row_weights(w, Z))
+
+
+def _momentum_update_mv(floating[::1] W, floating[::1] V, const floating[::1] G, double lr,
+                        double reg, double momentum, bint nesterov):
+    if W.shape[0]:
+        with nogil:
+            _momentum_update(&W[0], &V[0], &G[0], 1, W.shape[0], W.shape[0], <floating> lr,
+                             <floating> reg, <floating> momentum, nesterov)
+
+
+def momentum_update(W, V, G, lr, reg, momentum, nesterov=False):
+    """SGD step with momentum and L2 decay, in place on ``W`` and ``V``. With
+    ``g = G + 2 * reg * W``: ``V := momentum * V - lr * g``, then ``W := W + V``, or
+    with ``nesterov`` ``W := W + momentum * V - lr * g`` (scikit-learn's rule).
+
+    Parameters
+    ----------
+    W, V : ndarray, float32 or float64, C-contiguous, writeable, same shape
+        Weights and their velocity.
+    G : ndarray of W's shape and dtype
+        Gradient of the data term of the cost.
+    lr, reg, momentum : float
+    nesterov : bool, default False
+
+    Returns
+    -------
+    W : ndarray
+        The same array, changed (and ``V`` too).
+    """
+    _float_array(W, "W", None, writeable=True)
+    _float_array(V, "V", W.ndim, writeable=True, dtype=W.dtype)
+    _float_array(G, "G", W.ndim, dtype=W.dtype)
+    if V.shape != W.shape or G.shape != W.shape:
+        raise ValueError(f"V and G must have the shape of W {W.shape}, got {V.shape} and {G.shape}")
+    _momentum_update_mv(W.reshape(-1), V.reshape(-1), G.reshape(-1), float(lr), float(reg),
+                        float(momentum), bool(nesterov))
+    return W
 
 
 def _l2_sgd_update_mv(floating[::1] W, const floating[::1] G, double lr, double reg):
@@ -235,30 +291,36 @@ def l2_sgd_update(W, G, lr, reg):
     return W
 
 
-def _count_correct_mv(const floating[:, ::1] Z, const int64_t[::1] y):
-    cdef Py_ssize_t n = 0
+def _count_correct_mv(const floating[:, ::1] Z, const int64_t[::1] y, w):
+    cdef const floating[::1] weights = w
+    cdef const floating* w_ptr = NULL
+    cdef double n = 0
     if Z.shape[0]:
+        if w is not None:
+            w_ptr = &weights[0]
         with nogil:
-            n = _count_correct(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1])
-    return n
+            n = _count_correct(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1], w_ptr)
+    return int(n) if w is None else n
 
 
-def count_correct(Z, y):
+def count_correct(Z, y, w=None):
     """Number of rows whose largest entry is at column ``y[i]`` (ties: the first wins).
 
     Parameters
     ----------
     Z : ndarray of shape (B, C), float32 or float64, C-contiguous
     y : array-like of int, shape (B,)
+    w : array-like of shape (B,), optional
+        Sample weights: then the total weight of those rows.
 
     Returns
     -------
-    int
+    int (float with ``w``)
     """
     _float_array(Z, "Z", 2)
     if Z.shape[1] < 1:
         raise ValueError("Z must have at least one column (class)")
-    return _count_correct_mv(Z, _labels(y, Z.shape[0], Z.shape[1]))
+    return _count_correct_mv(Z, _labels(y, Z.shape[0], Z.shape[1]), _row_weights(w, Z))
 
 
 def _column_sums_mv(const floating[:, ::1] G, floating[::1] out):
