@@ -12,6 +12,9 @@ import time
 import numpy as np
 
 from fastmlp._files import write_atomically
+from fastmlp._model import json_classes
+from fastmlp._plot import plot_history
+from fastmlp._validation import matching_labels
 
 HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed", "eval_every")
 
@@ -126,8 +129,8 @@ def train(args):
         if unknown.size:
             raise ValueError(f"--test-data has labels the training data lacks: {unknown[:5].tolist()}")
         y_test_index = np.searchsorted(classes, y_test)
-    elif args.test_split > 0:
-        if not args.test_split < 1:
+    elif args.test_split != 0:
+        if not 0 < args.test_split < 1:  # (NaN fails this too)
             raise ValueError(f"--test-split must be a fraction in [0, 1), got {args.test_split}")
         order = np.random.default_rng(args.seed).permutation(len(X))
         n_test = int(round(len(X) * args.test_split))
@@ -139,17 +142,22 @@ def train(args):
     else:
         X_test = y_test_index = None
 
+    try:
+        json_classes(classes)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--data: its labels cannot be stored in a model file ({exc})") from None
+    paths = _output_paths(args.out, ("model.npz", "epoch_plots.png", "history.csv"))
+
     print(_describe("data", X))
     print(f"{len(classes)} classes, {len(X)} training samples"
           + (f", {len(X_test)} test samples" if X_test is not None else ""))
-    os.makedirs(args.out, exist_ok=True)
-    paths = {name: os.path.join(args.out, name) for name in ("model.npz", "epoch_plots.png", "history.csv")}
     start = time.perf_counter()
     model = fastmlp.fit(X, y_index, X_test=X_test, y_test=y_test_index, n_classes=len(classes),
-                        dtype=args.dtype, n_threads=args.threads, plot=paths["epoch_plots.png"],
+                        dtype=args.dtype, n_threads=args.threads,
                         progress=_progress(args), **_fit_kwargs(args))
     elapsed = time.perf_counter() - start
     model.classes = classes
+    # The model first, the accessories after: a failing plot must not cost the run.
     model.save(paths["model.npz"])
     write_history_csv(model.history, paths["history.csv"])
     print(f"training accuracy {model.score(X, classes[y_index])}")
@@ -158,8 +166,29 @@ def train(args):
               f"(validation accuracy {model.history['val_acc'][model.best_epoch - 1]})")
     if X_test is not None:
         print(f"test accuracy {model.score(X_test, classes[y_test_index])}")
-    print(f"trained in {elapsed:.2f} s; wrote {', '.join(paths.values())}")
+    print(f"trained in {elapsed:.2f} s; wrote {paths['model.npz']}, {paths['history.csv']}")
+    try:
+        plot_history(model.history, paths["epoch_plots.png"])
+    except Exception as exc:
+        raise OSError(f"could not write {paths['epoch_plots.png']!r} ({type(exc).__name__}: {exc}); "
+                      f"the model and history were written") from None
+    print(f"wrote {paths['epoch_plots.png']}")
     return 0
+
+
+def _output_paths(folder, names):
+    """``{name: path}`` in ``folder`` (created if missing), checked before any work: none
+    of the paths may be a folder."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {folder!r}: cannot create the output folder ({exc})") from None
+    paths = {name: os.path.join(folder, name) for name in names}
+    for path in paths.values():
+        if os.path.isdir(path):
+            raise ValueError(f"--out {folder!r}: {path!r} is a folder, so the output cannot be "
+                             f"written there; remove it or choose another --out")
+    return paths
 
 
 def predict(args):
@@ -175,13 +204,13 @@ def predict(args):
                          f"{model.n_features}{hint}")
     labels = model.predict(X)
     lines = "".join(f"{label}\n" for label in labels.tolist())
+    correct = None if y is None else matching_labels(labels, y, "--data labels")
     if args.out:
         write_atomically(args.out, lambda f: f.write(lines))
     else:
         sys.stdout.write(lines)
-    if y is not None:
-        print(f"accuracy {float(np.mean(labels.astype(str) == np.asarray(y).astype(str)))} "
-              f"on {len(y)} labelled samples", file=sys.stderr)
+    if correct is not None:
+        print(f"accuracy {float(np.mean(correct))} on {len(y)} labelled samples", file=sys.stderr)
     return 0
 
 
@@ -203,6 +232,8 @@ def bench(args):
     """Run the benchmark suite (fastmlp.benchmark): print the table, write md/csv/png."""
     from fastmlp import benchmark
 
+    if args.repeat < 1:
+        raise ValueError(f"--repeat must be at least 1 (timed epochs per measurement), got {args.repeat}")
     peers = benchmark.PEERS if not args.peers else tuple(args.peers)
     unknown = sorted(set(peers) - set(benchmark.PEERS))
     if unknown:

@@ -4,18 +4,21 @@ import contextlib
 import dataclasses
 import numbers
 import threading
+import warnings
 
 import numpy as np
 
 import scipy.sparse
 
 from . import reference
+from ._divergence import DivergenceCheck
 from ._controls import Controls, TrainingState, sample_weights, validation_split, weighted_accuracy
 from ._model import MLPModel, logits_in_blocks
 from ._blas import BlasThreads, step_products
+from ._plot import check_plot_path
 from ._threads import aligned_copy, n_slices
 from ._validation import (
-    all_finite,
+    check_bool,
     check_features,
     check_float,
     check_int,
@@ -66,11 +69,15 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
             raise ValueError(f"init {name} is not an array of numbers ({exc})") from None
         if given.dtype.kind not in "biuf":
             raise TypeError(f"init {name} must hold real numbers, got dtype {given.dtype}")
-        a = np.array(given, dtype=dtype, order="C", copy=True)
+        with np.errstate(over="ignore"):
+            a = np.array(given, dtype=dtype, order="C", copy=True)
         if a.shape != shape:
             raise ValueError(f"init {name} has shape {a.shape} but the data and hidden={hidden} "
                              f"need {shape} (n_features={n_features}, n_classes={n_classes})")
         if not np.isfinite(a).all():
+            if given.dtype.kind == "f" and np.isfinite(given).all():
+                raise ValueError(f"init {name} holds values too large for {np.dtype(dtype).name} "
+                                 f"(|x| > {np.finfo(dtype).max:.3g}); use dtype=float64 or smaller weights")
             raise ValueError(f"init {name} contains NaN or infinity")
         out.append(a)
     return tuple(out)
@@ -194,6 +201,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         with and without it.
     shuffle : bool, default True
         Visit the rows in a new random order each epoch; if False, in order.
+        (Only True or False: a string such as ``"no"`` is refused, not taken as true.)
     init : tuple (W1, b1, W2, b2) or MLPModel, optional
         Starting weights instead of the random ones (copied, never modified). An
         :class:`MLPModel` from an earlier fit also hands over its training state
@@ -212,6 +220,9 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         of one sum and so the last bits.
     plot : str or os.PathLike, optional
         Write the epoch plots (loss; training and test accuracy) to this PNG file.
+        The path is checked before the first epoch (its folder must exist); if
+        writing the plot still fails, a ``RuntimeWarning`` says why and the trained
+        model is returned all the same.
     progress : bool, default False
         Show a tqdm progress bar over epochs with the loss and accuracies.
     eval_every : int, default 1
@@ -269,7 +280,10 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     Raises
     ------
     FloatingPointError
-        When the loss or the weights stop being finite (lr too large).
+        When training diverges (lr too large, or X unscaled), checked after every
+        epoch: the loss or the weights stop being finite, the loss grows 1000-fold
+        beyond its start, or the hidden layer dies (every ReLU output 0 for every
+        training sample). See :class:`fastmlp._divergence.DivergenceCheck`.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -288,6 +302,10 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     if n_threads is not None:
         check_int(n_threads, "n_threads", minimum=1)
     eval_every = check_int(eval_every, "eval_every", minimum=1)
+    shuffle = check_bool(shuffle, "shuffle")
+    progress = check_bool(progress, "progress")
+    if plot is not None:
+        check_plot_path(plot, "plot")
     if 2 * lr * reg >= 1:
         raise ValueError(f"lr * reg must be < 0.5 (got lr={lr}, reg={reg}): each step scales the "
                          f"weights by 1 - 2*lr*reg, which must stay positive; lower lr or reg")
@@ -324,7 +342,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": [], "val_acc": [], "lr": []}
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
-        seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
+        seed=int(seed) if isinstance(seed, numbers.Integral) else None if seed is None else repr(seed),
         shuffle=bool(shuffle), dtype=dtype.name, backend=backend, n_threads=trainer.n_threads,
         **{k: v for k, v in dataclasses.asdict(controls).items() if v != getattr(Controls, k)},
         **({} if weights is None else {"weighted": True}),
@@ -336,6 +354,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, unit="epoch", desc="fastmlp")
+    divergence = DivergenceCheck(X, y, params, lr)
     try:
         with trainer.running():
             for epoch in range(1, epochs + 1):
@@ -343,10 +362,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
                 epoch_lr = state.epoch_lr(controls, lr)
                 data_loss, n_correct = trainer.epoch(X, y, order, params, epoch_lr, reg, weights,
                                                      state.velocities, controls.momentum, controls.nesterov)
-                if not np.isfinite(data_loss) or not all(all_finite(p) for p in params):
-                    raise FloatingPointError(
-                        f"training diverged in epoch {epoch}: the loss or the weights are no longer "
-                        f"finite; use a smaller learning rate than lr={epoch_lr}")
+                divergence.after_epoch(epoch, data_loss / total_weight, params, epoch_lr)
                 history["loss"].append(data_loss / total_weight)
                 history["train_acc"].append(n_correct / total_weight)
                 history["lr"].append(epoch_lr)
@@ -379,9 +395,19 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
             p[...] = best
         model.best_epoch = validation.best_epoch
     if plot is not None:
-        from ._plot import plot_history
-        plot_history(history, plot)
+        _plot_or_warn(history, plot)
     return model
+
+
+def _plot_or_warn(history, path):
+    """Write the epoch plots; on failure warn (RuntimeWarning) instead of losing the model."""
+    from ._plot import plot_history
+    try:
+        plot_history(history, path)
+    except Exception as exc:  # an accessory: the trained model matters more
+        warnings.warn(f"the epoch plots could not be written to {path!r} ({type(exc).__name__}: "
+                      f"{exc}); the trained model is returned without them", RuntimeWarning,
+                      stacklevel=3)
 
 
 class _Validation:

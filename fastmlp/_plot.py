@@ -3,6 +3,25 @@
 import os
 
 
+def check_plot_path(path, name):
+    """Raise unless ``path`` can take a PNG: a str or os.PathLike, not a folder, in a
+    folder that exists. Called before training, so a bad path costs no run."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name} must be a file path (str or os.PathLike) for the PNG, "
+                        f"got {path!r}") from None
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text or os.path.isdir(text):
+        raise ValueError(f"{name}={text!r} is a folder; give a file name such as "
+                         f"{os.path.join(text or '.', 'epoch_plots.png')!r}")
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{name}={text!r}: its folder {folder!r} does not exist; create it first")
+    return text
+
+
 def plot_history(history, path, title=None):
     """Write the epoch plots of ``history`` to ``path`` (PNG).
 

@@ -20,6 +20,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._fit import fit as _fit
 from ._model import MLPModel
+from ._validation import check_bool
 
 _SPARSE = ("csr", "csc")
 
@@ -152,6 +153,10 @@ n_iter_no_change, tol, class_weight
         """Train ``epochs`` epochs, from the current weights and training state when ``continuing``."""
         init = None
         if continuing:
+            if self.hidden != self.W1_.shape[1]:
+                raise ValueError(f"hidden={self.hidden!r} but the fitted network has {self.W1_.shape[1]} "
+                                 f"hidden units, so training cannot continue from it; set hidden back, "
+                                 f"or refit from scratch (warm_start=False, or a fresh estimator)")
             init = MLPModel(*(w.astype(X.dtype) for w in self._weights()))
             init.state = self._state
         model = _fit(X, y_encoded, hidden=self.hidden, epochs=epochs, batch_size=self.batch_size,
@@ -204,7 +209,7 @@ n_iter_no_change, tol, class_weight
         -------
         self
         """
-        continuing = self.warm_start and hasattr(self, "W1_")
+        continuing = check_bool(self.warm_start, "warm_start") and hasattr(self, "W1_")
         X, y = validate_data(self, X, y, reset=not continuing, dtype=self._dtype(), order="C",
                              accept_sparse=_SPARSE)
         check_classification_targets(y)
@@ -243,6 +248,8 @@ n_iter_no_change, tol, class_weight
             raise ValueError("classes must be passed on the first call to partial_fit")
         X, y = validate_data(self, X, y, reset=first, dtype=self._dtype(), order="C", accept_sparse=_SPARSE)
         check_classification_targets(y)
+        if classes is not None and np.ndim(classes) != 1:
+            raise ValueError(f"classes must be a 1-D list of every label, got shape {np.shape(classes)}")
         sample_weight = self._sample_weight(sample_weight, X)
         if first:
             classes = np.asarray(classes)

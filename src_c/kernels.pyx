@@ -4,10 +4,14 @@ Each function checks its arguments, then runs the same ``noexcept nogil`` kernel
 the training step inlines (``src_c/_kernels.pxd``), in place, with the GIL
 released. The arrays must be C-contiguous float32 or float64 NumPy arrays of one
 dtype; the array that is changed is also returned (``softmax_xent_grad`` returns
-the loss instead).
+the loss instead) and must not overlap the inputs. Labels are copied before the
+kernels index with them, so no other thread can change them meanwhile.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
+
+import math
+import numbers
 
 import numpy as np
 
@@ -62,17 +66,50 @@ def _float_array(a, name, ndim, writeable=False, dtype=None):
 
 
 def _labels(y, n_rows, n_classes):
-    """`y` as a fresh int64 array of length n_rows with values in [0, n_classes)."""
+    """`y` as a fresh int64 array of length n_rows with values in [0, n_classes).
+
+    Always a copy: the kernels index with it without the GIL or bounds checks, so
+    no other thread may change it between this check and its use.
+    """
     y_arr = np.asarray(y)
     if y_arr.ndim != 1 or y_arr.shape[0] != n_rows:
         raise ValueError(f"y must be 1-D with one label per row ({n_rows}), got shape {y_arr.shape}")
     if n_rows and not np.issubdtype(y_arr.dtype, np.integer):
         raise TypeError(f"y must hold integer class labels, got dtype {y_arr.dtype}")
-    y_arr = np.ascontiguousarray(y_arr, dtype=np.int64)
+    if n_rows and y_arr.dtype.kind == "u" and y_arr.max() >= 2**63:
+        raise ValueError(f"y must hold labels in [0, {n_classes}), got {y_arr.max()}")
+    y_arr = np.array(y_arr, dtype=np.int64, order="C", copy=True)
     if n_rows and (y_arr.min() < 0 or y_arr.max() >= n_classes):
         raise ValueError(f"y must hold labels in [0, {n_classes}), "
                          f"got values from {y_arr.min()} to {y_arr.max()}")
     return y_arr
+
+
+def _apart(out, out_name, *inputs):
+    """Raise ValueError if the output array ``out`` shares memory with an input: the
+    kernels read their inputs while they write ``out``, so an overlap gives wrong results."""
+    for a, name in inputs:
+        if np.may_share_memory(out, a):
+            raise ValueError(f"{out_name} and {name} overlap in memory; the result would be wrong: "
+                             f"pass a copy, e.g. {name}.copy()")
+
+
+def _scalar(value, name, dtype):
+    """``value`` as a float that is finite in ``dtype`` (bools and non-numbers refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or abs(value) > float(np.finfo(dtype).max):
+        raise ValueError(f"{name} must be a finite number representable in {np.dtype(dtype).name}, "
+                         f"got {value}")
+    return value
+
+
+def _flag(value, name):
+    """``value`` as a bool; only True/False (Python or NumPy) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _bias_relu_mv(floating[:, ::1] Z, const floating[::1] b):
@@ -98,6 +135,7 @@ def bias_relu(Z, b):
     _float_array(b, "b", 1, dtype=Z.dtype)
     if b.shape[0] != Z.shape[1]:
         raise ValueError(f"b must have one entry per column of Z ({Z.shape[1]}), got {b.shape[0]}")
+    _apart(Z, "Z", (b, "b"))
     _bias_relu_mv(Z, b)
     return Z
 
@@ -127,6 +165,8 @@ def relu_backward(dR, R):
     _float_array(R, "R", 2, dtype=dR.dtype)
     if R.shape != dR.shape:
         raise ValueError(f"R must have the shape of dR {dR.shape}, got {R.shape}")
+    if R is not dR:  # entry by entry, dR := dR * [dR > 0] is right in place; a shifted view is not
+        _apart(dR, "dR", (R, "R"))
     _relu_backward_mv(dR, R)
     return dR
 
@@ -232,7 +272,8 @@ def l2_sgd_update(W, G, lr, reg):
     G : ndarray of W's shape and dtype
         Gradient of the data term of the cost.
     lr, reg : float
-        Learning rate and L2 strength (the penalty is ``reg * ||W||^2``).
+        Learning rate and L2 strength (the penalty is ``reg * ||W||^2``); finite,
+        and representable in W's dtype.
 
     Returns
     -------
@@ -243,7 +284,10 @@ def l2_sgd_update(W, G, lr, reg):
     _float_array(G, "G", W.ndim, dtype=W.dtype)
     if G.shape != W.shape:
         raise ValueError(f"G must have the shape of W {W.shape}, got {G.shape}")
-    _l2_sgd_update_mv(W.reshape(-1), G.reshape(-1), float(lr), float(reg))
+    _apart(W, "W", (G, "G"))
+    lr = _scalar(lr, "lr", W.dtype)
+    reg = _scalar(reg, "reg", W.dtype)
+    _l2_sgd_update_mv(W.reshape(-1), G.reshape(-1), lr, reg)
     return W
 
 
@@ -303,6 +347,7 @@ def column_sums(G, out):
         raise ValueError("G must have at least one row")
     if out.shape[0] != G.shape[1]:
         raise ValueError(f"out must have one entry per column of G ({G.shape[1]}), got {out.shape[0]}")
+    _apart(out, "out", (G, "G"))
     _column_sums_mv(G, out)
     return out
 
@@ -326,8 +371,11 @@ def gemm(alpha, A, B, beta, C, trans_a=False, trans_b=False):
     Parameters
     ----------
     alpha, beta : float
-    A, B : ndarray, 2-D, float32 or float64, C-contiguous, non-empty
+        Finite, and representable in the arrays' dtype.
+    A, B : ndarray, 2-D, float32 or float64, C-contiguous, non-empty, dimensions < 2**31
     C : ndarray of shape (op(A).shape[0], op(B).shape[1]), same dtype, writeable
+        Must not overlap A or B.
+    trans_a, trans_b : bool
 
     Returns
     -------
@@ -336,13 +384,22 @@ def gemm(alpha, A, B, beta, C, trans_a=False, trans_b=False):
     _float_array(C, "C", 2, writeable=True)
     _float_array(A, "A", 2, dtype=C.dtype)
     _float_array(B, "B", 2, dtype=C.dtype)
+    trans_a = _flag(trans_a, "trans_a")
+    trans_b = _flag(trans_b, "trans_b")
+    alpha = _scalar(alpha, "alpha", C.dtype)
+    beta = _scalar(beta, "beta", C.dtype)
     opA = A.T if trans_a else A
     opB = B.T if trans_b else B
     if opA.shape[1] != opB.shape[0] or C.shape != (opA.shape[0], opB.shape[1]):
         raise ValueError(f"shapes do not fit: op(A) {opA.shape} @ op(B) {opB.shape} into C {C.shape}")
     if 0 in A.shape or 0 in B.shape:
         raise ValueError("A and B must be non-empty")
-    _gemm_mv(bool(trans_a), bool(trans_b), float(alpha), A, B, float(beta), C)
+    for name, X in (("A", A), ("B", B), ("C", C)):
+        if max(X.shape) >= 2**31:  # BLAS takes C int dimensions
+            raise ValueError(f"{name} has shape {X.shape}; BLAS takes dimensions below 2**31, "
+                             f"multiply in blocks of rows")
+    _apart(C, "C", (A, "A"), (B, "B"))
+    _gemm_mv(trans_a, trans_b, alpha, A, B, beta, C)
     return C
 
 
