@@ -89,12 +89,33 @@ class BuildExt(build_ext):
                        "step (one thread per fit)")
         if not threads:
             macros.append(("FASTMLP_NO_THREADS", "1"))
+        self.force_if_variant_changed(compile_args + link_args + [f"{k}={v}" for k, v in macros])
 
         for ext in self.extensions:
             ext.extra_compile_args = compile_args + list(ext.extra_compile_args)
             ext.extra_link_args = link_args + list(ext.extra_link_args)
             ext.define_macros = macros + list(ext.define_macros)
         super().build_extensions()
+
+    def force_if_variant_changed(self, flags):
+        """Rebuild everything when the flags differ from the last build's in ``build_temp``.
+
+        build_ext skips an extension whose output is newer than its sources, so
+        without this a serial build after a threaded one (or the reverse) would keep
+        the old objects.
+        """
+        stamp = os.path.join(self.build_temp, "fastmlp-flags.txt")
+        wanted = " ".join(flags)
+        try:
+            with open(stamp) as f:
+                same = f.read() == wanted
+        except OSError:
+            same = False
+        if not same:
+            self.force = True
+            os.makedirs(self.build_temp, exist_ok=True)
+            with open(stamp, "w") as f:
+                f.write(wanted)
 
 
 debug = os.environ.get("FASTMLP_DEBUG") == "1"

@@ -5,31 +5,21 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastmlp
+from _helpers import NAMES, assert_same_model
 
 EPOCHS = 200
 SEED_HYPER = dict(epochs=EPOCHS, batch_size=30, lr=1e-4, reg=1e-2, hidden=128)
-NAMES = ("W1", "b1", "W2", "b2")
-
-
-def _digits_split(dtype=np.float64):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    X = (digits.data / 8.0 - 1.0).astype(dtype)
-    y = digits.target
-    perm = np.random.default_rng(0).permutation(len(y))
-    n_train = int(0.75 * len(y))
-    tr, te = perm[:n_train], perm[n_train:]
-    return X[tr], y[tr], X[te], y[te]
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return _digits_split()
+    from fastmlp.data import load_digits_split
+    return load_digits_split(seed=0)
 
 
 @pytest.fixture(scope="module")
 def digits_model(digits):
+    """The seed's settings on digits, as ``fastmlp demo`` runs them: the one 200-epoch fit."""
     X, y, X_test, y_test = digits
     return fastmlp.fit(X, y, X_test=X_test, y_test=y_test, seed=0, **SEED_HYPER)
 
@@ -79,25 +69,17 @@ def test_predict_proba_and_predict(digits, digits_model):
 
 # ----------------------------------------------------------------------------- save/load
 
-def _assert_same_model(a, b):
-    for name in NAMES:
-        wa, wb = getattr(a, name), getattr(b, name)
-        assert wa.dtype == wb.dtype
-        assert np.array_equal(wa, wb), name
-    assert a.history == b.history
-
-
 def test_save_load_roundtrip(digits_model, tmp_path, digits):
     path = tmp_path / "model.npz"
     digits_model.save(path)
     loaded = fastmlp.load(path)
-    _assert_same_model(digits_model, loaded)
+    assert_same_model(digits_model, loaded)
     assert loaded.dtype == np.float64
     assert loaded.params == digits_model.params
     _, _, X_test, _ = digits
     assert np.array_equal(loaded.predict(X_test), digits_model.predict(X_test))
     loaded2 = fastmlp.load(str(path))  # str paths too
-    _assert_same_model(digits_model, loaded2)
+    assert_same_model(digits_model, loaded2)
 
 
 def test_save_load_roundtrip_float32(small_data, tmp_path):
@@ -110,7 +92,7 @@ def test_save_load_roundtrip_float32(small_data, tmp_path):
     model.save(path)
     loaded = fastmlp.load(path)
     assert loaded.W1.dtype == np.float32 and loaded.dtype == np.float32
-    _assert_same_model(model, loaded)
+    assert_same_model(model, loaded)
 
 
 def test_save_overwrites_existing_file(small_data, tmp_path):
@@ -119,7 +101,7 @@ def test_save_overwrites_existing_file(small_data, tmp_path):
     path.write_bytes(b"old contents")
     model = fastmlp.fit(X, y, hidden=3, epochs=1, batch_size=8)
     model.save(path)
-    _assert_same_model(model, fastmlp.load(path))
+    assert_same_model(model, fastmlp.load(path))
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left behind
 
 
