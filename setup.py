@@ -64,7 +64,9 @@ class BuildExt(build_ext):
     def build_extensions(self):
         kind = self.compiler.compiler_type   # "unix" (gcc/clang), "mingw32", "cygwin", "msvc"
         gcc_like = kind in ("unix", "mingw32", "cygwin")
-        compile_args, link_args, macros = (["-O3"] if gcc_like else ["/O2"]), [], []
+        # -g0: no debug information (it would be 80% of the wheel), except in a debug build
+        compile_args = (["-O3"] + ([] if debug else ["-g0"])) if gcc_like else ["/O2"]
+        link_args, macros = [], []
 
         if os.environ.get("FASTMLP_NATIVE") == "1":
             if gcc_like:

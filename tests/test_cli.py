@@ -10,31 +10,37 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.__main__ import main
+from fastmlp.__main__ import build_parser, main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_prints_accuracies_and_writes_plot(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    out_dir = tmp_path / "new" / "folder"
+    assert main(["demo", "--epochs", "20", "--hidden", "32", "--lr", "1e-3", "--seed", "3",
+                 "--out", str(out_dir), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "data shape, type, min, max (1348, 64) float64 -1.0 1.0" in out
+    assert "hidden=32 epochs=20 batch_size=30 lr=0.001 reg=0.01 seed=3" in out
     test_line = next(line for line in out.splitlines() if line.startswith("test sample accuracy"))
-    assert float(test_line.split()[-1]) > 0.95
-    assert (tmp_path / "epoch_plots.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert float(test_line.split()[-1]) > 0.9
+    assert (out_dir / "epoch_plots.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
-def test_demo_options_and_module_entry(tmp_path):
-    out_dir = tmp_path / "new" / "folder"
-    proc = subprocess.run(
-        [sys.executable, "-m", "fastmlp", "demo", "--epochs", "2", "--hidden", "8",
-         "--batch-size", "64", "--lr", "1e-3", "--reg", "0", "--seed", "3", "--out", str(out_dir)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        # the fastmlp this test imported, wherever it is installed
-        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(fastmlp.__file__))})
+def test_demo_defaults_are_the_seed_settings():
+    # the seed's settings themselves reach > 0.95 on digits in test_fit.py::test_digits_accuracy
+    args = build_parser().parse_args(["demo"])
+    assert (args.hidden, args.epochs, args.batch_size, args.lr, args.reg, args.seed, args.out) == \
+        (128, 200, 30, 1e-4, 1e-2, 0, ".")
+
+
+def test_module_entry_and_version(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fastmlp", "--version"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path,
+                          # the fastmlp this test imported, wherever it is installed
+                          env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(fastmlp.__file__))})
     assert proc.returncode == 0, proc.stderr
-    assert "hidden=8 epochs=2 batch_size=64 lr=0.001 reg=0.0 seed=3" in proc.stdout
-    assert (out_dir / "epoch_plots.png").exists()
+    assert proc.stdout.strip() == f"fastmlp {fastmlp.__version__}"
 
 
 def test_bad_option_is_one_line_and_nonzero(tmp_path, capsys):

@@ -56,4 +56,5 @@ for tool in cc gcc clang cython; do
 done
 cd "$work"
 "$venv/bin/python" -c "import fastmlp, sys; assert fastmlp.__file__.startswith('$venv'), fastmlp.__file__; print('build_wheel: testing', fastmlp.__file__)"
-"$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/tests"
+# every test, the slow end-to-end ones included
+"$venv/bin/python" -m pytest -q -p no:cacheprovider -m "slow or not slow" "$root/tests"
