@@ -1,5 +1,6 @@
 """The command line: ``fastmlp demo`` and ``python -m fastmlp``."""
 
+import argparse
 import csv
 import os
 import struct
@@ -43,10 +44,21 @@ def test_module_entry_and_version(tmp_path):
     assert proc.stdout.strip() == f"fastmlp {fastmlp.__version__}"
 
 
-def test_bad_option_is_one_line_and_nonzero(tmp_path, capsys):
-    assert main(["demo", "--batch-size", "0", "--out", str(tmp_path)]) != 0
+@pytest.mark.parametrize("option", ["--batch-size", "--epochs", "--hidden", "--threads"])
+def test_usage_error_names_the_option_and_exits_2(tmp_path, capsys, option):
+    command = "train" if option == "--threads" else "demo"
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--data", "d.npz", option, "0", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "batch_size" in err and "Traceback" not in err
+    assert err.startswith("usage: fastmlp") and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(f"error: argument {option}: expected a positive integer, got 0")
+
+
+def test_bad_value_is_one_line_and_status_1(tmp_path, capsys):
+    assert main(["demo", "--lr", "-1", "--out", str(tmp_path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastmlp demo: error:") and "lr" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -106,8 +118,14 @@ def test_train_csv_with_split_and_predict_csv_without_labels(tmp_path, capsys):
     assert "180 training samples, 60 test samples" in capsys.readouterr().out
     assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "new.csv")]) == 0
     assert capsys.readouterr().out.split() == fastmlp.load(out / "model.npz").predict(X[:5]).tolist()
-    # the training file still has its label column: a clear hint, not a traceback
-    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "data.csv")]) == 1
+    # the training file, label column and all, is read as train reads it (the same default column)
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "data.csv")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.split() == fastmlp.load(out / "model.npz").predict(X).tolist()
+    assert "on 240 labelled samples" in captured.err
+    # told there are no labels, the extra column is a clear hint, not a traceback
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "data.csv"),
+                 "--label-column", "none"]) == 1
     assert "--label-column" in capsys.readouterr().err
 
 
@@ -130,7 +148,9 @@ def test_train_idx_pair(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["train", "--data", "missing.npz"], ["missing.npz", "does not exist"]),
-    (["train", "--data", "x.parquet"], ["--data", ".npz or .csv"]),
+    (["train", "--data", "x.parquet"], ["--data", ".npz", ".csv or .tsv", "two IDX files"]),
+    (["train", "--data", "a.csv", "a.csv", "a.csv"], ["--data takes one", "got 3 files", "Join"]),
+    (["train", "--data", "a.csv", "b.csv"], ["--data takes one", "two IDX files: images, then labels"]),
     (["predict", "--model", "nope.npz", "--data", "x.npz"], ["nope.npz", "does not exist"]),
 ])
 def test_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, words):
@@ -164,3 +184,58 @@ def test_written_files_get_the_usual_mode(tmp_path, capsys):
     for name in ("model.npz", "history.csv", "labels.txt"):
         assert (out / name).stat().st_mode & 0o777 == usual, name
     assert not [p for p in out.iterdir() if p.name.startswith(".fastmlp-")]
+
+
+def _write_blobs_csv(path, X, y, label_last=False, sep=","):
+    rows = [[*map(repr, map(float, row)), label] if label_last else [label, *map(repr, map(float, row))]
+            for label, row in zip(y, X)]
+    path.write_text("\n".join(sep.join(row) for row in rows) + "\n")
+
+
+def test_predict_npz_without_labels(tmp_path, capsys):
+    X, y = _blobs(60)
+    np.savez(tmp_path / "train.npz", X=X, y=y)
+    np.savez(tmp_path / "new.npz", X=X[:7])
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "train.npz"), "--out", str(out), *TRAIN_OPTIONS]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "new.npz")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.split() == fastmlp.load(out / "model.npz").predict(X[:7]).tolist()
+    assert "accuracy" not in captured.err
+
+
+def test_labels_in_the_last_column_hint_and_header_name(tmp_path, capsys):
+    X, y = _blobs(60)
+    _write_blobs_csv(tmp_path / "last.csv", X, y, label_last=True)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "last.csv"), "--out", str(out), *TRAIN_OPTIONS]) == 1
+    err = capsys.readouterr().err
+    assert "'cat'" in err and "pass --label-column -1" in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "--data", str(tmp_path / "last.csv"), "--label-column", "-1",
+                 "--out", str(out), *TRAIN_OPTIONS]) == 0
+    capsys.readouterr()
+    # a header names the label column; a .tsv file is split at tabs
+    (tmp_path / "named.tsv").write_text("\t".join([f"f{i}" for i in range(6)] + ["animal"]) + "\n"
+                                        + (tmp_path / "last.csv").read_text().replace(",", "\t"))
+    assert main(["train", "--data", str(tmp_path / "named.tsv"), "--label-column", "animal",
+                 "--out", str(out), *TRAIN_OPTIONS]) == 0
+    assert "3 classes, 60 training samples" in capsys.readouterr().out
+    assert fastmlp.load(out / "model.npz").classes.tolist() == ["cat", "dog", "emu"]
+    _write_blobs_csv(tmp_path / "semi.txt", X, y, sep=";")
+    assert main(["train", "--data", str(tmp_path / "semi.txt"), "--delimiter", ";",
+                 "--out", str(out), *TRAIN_OPTIONS]) == 0
+
+
+def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    assert main(["demo", "--epochs", "1", "--out", str(tmp_path / "taken"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file; give a folder" in err and "Errno" not in err
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "predict", "bench"])
+def test_every_command_has_a_description(command):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert sub.choices[command].description
