@@ -312,10 +312,11 @@ def build_parser():
                                    "fastmlp bench")
     p.add_argument("--quick", action="store_true", help="only the seed's shape")
     p.add_argument("--repeat", type=int, default=5, help="timed epochs per measurement (median)")
-    p.add_argument("--out", default="benchmarks/results", help="folder for results.md/.csv/.png")
+    p.add_argument("--out", metavar="FOLDER",
+                   help="also write results.md, results.csv and results.png into this folder")
     p.add_argument("--peers", nargs="+", metavar="PEER",
-                   help="a subset of: " + ", ".join(repr(p) for p in (
-                       "fastmlp float64", "fastmlp float32", "fastmlp numpy", "pytorch", "sklearn", "jax")))
+                   help="a subset of: fastmlp-f64, fastmlp-f32, numpy (fastmlp's reference), pytorch, "
+                        "sklearn, jax (default: all)")
     p.set_defaults(func=bench)
     return parser
 

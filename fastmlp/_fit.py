@@ -234,5 +234,10 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
 
     if plot is not None:
         from ._plot import plot_history
-        plot_history(history, plot)
+        data = f"{n_samples} samples × {n_features} features, {n_classes} classes"
+        if X_test is not None:
+            data += f", {len(X_test)} test samples"
+        plot_history(history, plot, title=f"{data}\nhidden={hidden}, epochs={epochs}, "
+                                          f"batch_size={batch_size}, lr={lr:g}, reg={reg:g}, {dtype.name}, "
+                                          f"{backend}")
     return model

@@ -161,6 +161,35 @@ def test_plot_writes_png_and_keeps_backend(small_data, tmp_path):
     assert matplotlib.get_backend() == before
 
 
+def test_plot_title_integer_epochs_and_plain_log_ticks():
+    from fastmlp._plot import history_figure
+
+    history = {"loss": list(np.geomspace(2.3, 0.04, 7)), "train_acc": list(np.linspace(0.2, 0.99, 7)),
+               "test_acc": list(np.linspace(0.2, 0.95, 7))}
+    fig = history_figure(history, title="40 samples × 5 features\nhidden=4, lr=0.1")
+    fig.canvas.draw()
+    assert fig._suptitle.get_text() == "40 samples × 5 features\nhidden=4, lr=0.1"
+    ax_loss, ax_acc = fig.axes
+    for ax in (ax_loss, ax_acc):
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 7]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    labels = [t.get_text() for t in ax_loss.get_yticklabels() if t.get_text()]
+    assert {"0.05", "0.1", "0.2", "0.5", "1", "2"} <= set(labels)
+    assert not any("10^" in label or "$" in label for label in labels)
+
+
+def test_fit_titles_the_plot_with_data_and_hyperparameters(small_data, tmp_path, monkeypatch):
+    from fastmlp import _plot
+
+    titles = []
+    monkeypatch.setattr(_plot, "plot_history", lambda history, path, title=None: titles.append(title))
+    X, y = small_data
+    fastmlp.fit(X, y, hidden=4, epochs=2, batch_size=8, lr=0.01, reg=0.001, X_test=X[:5], y_test=y[:5],
+                plot=tmp_path / "p.png")
+    assert titles == ["40 samples × 5 features, 3 classes, 5 test samples\n"
+                      "hidden=4, epochs=2, batch_size=8, lr=0.01, reg=0.001, float64, cython"]
+
+
 # ----------------------------------------------------------------------- dtype and epochs=0
 
 def test_dtype_follows_x(small_data):
