@@ -2,6 +2,7 @@
 
 import contextlib
 import numbers
+import warnings
 
 import numpy as np
 
@@ -41,6 +42,24 @@ def _generator(seed):
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     return np.random.default_rng(int(seed))
+
+
+def _warn_unused_classes(y, n_classes):
+    """Warn when labels inferred as ``0..max(y)`` leave classes without a sample.
+
+    Labels 1..10 give 11 outputs, ``(y % 2) * 1000`` gives 1,001: most likely the
+    labels are not ``0..C-1`` codes, and every unused class still costs an output unit.
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    unused = np.flatnonzero(counts == 0)
+    if unused.size:
+        shown = ", ".join(map(str, unused[:5].tolist())) + (", ..." if unused.size > 5 else "")
+        warnings.warn(
+            f"y's labels imply {n_classes} classes 0..{n_classes - 1} (max(y) + 1), but {unused.size} of "
+            f"them have no sample ({shown}), and each still gets an output unit. Labels must be codes "
+            f"0..C-1: for arbitrary labels use fastmlp.MLPClassifier (or "
+            f"numpy.unique(y, return_inverse=True)); if the classes are meant, pass n_classes={n_classes}",
+            UserWarning, stacklevel=3)
 
 
 def _copy_init(init, n_features, hidden, n_classes, dtype):
@@ -169,7 +188,10 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     dtype = resolve_dtype(dtype, X)
     X = check_features(X, "X", dtype)
     n_samples, n_features = X.shape
+    inferred = n_classes is None
     y, n_classes = check_labels(y, "y", n_samples, n_classes)
+    if inferred:
+        _warn_unused_classes(y, n_classes)
     hidden = check_int(hidden, "hidden", minimum=1)
     epochs = check_int(epochs, "epochs", minimum=0)
     batch_size = check_int(batch_size, "batch_size", minimum=1)

@@ -282,3 +282,30 @@ def test_batch_size_larger_than_n_is_clamped(small_data):
     assert m.params["batch_size"] == len(X)
     ref = fastmlp.fit(X, y, hidden=4, epochs=2, batch_size=len(X))
     assert np.array_equal(m.W1, ref.W1) and m.history == ref.history
+
+
+# ------------------------------------------------------------------- labels that are not codes
+
+@pytest.mark.parametrize("labels, n_classes, unused", [
+    (lambda y: (y % 2) * 1000, 1001, "999 of them have no sample (1, 2, 3, 4, 5, ...)"),
+    (lambda y: y + 1, 4, "1 of them have no sample (0)"),
+])
+def test_labels_that_leave_classes_empty_warn(small_data, labels, n_classes, unused):
+    X, y = small_data
+    with pytest.warns(UserWarning, match="no sample") as record:
+        model = fastmlp.fit(X, labels(y), hidden=4, epochs=1)
+    message = str(record[0].message)
+    assert f"imply {n_classes} classes" in message and unused in message
+    assert "fastmlp.MLPClassifier" in message and f"n_classes={n_classes}" in message
+    assert record[0].filename == __file__  # points at the caller's line
+    assert model.n_classes == n_classes
+
+
+def test_complete_labels_or_explicit_n_classes_do_not_warn(small_data):
+    import warnings
+
+    X, y = small_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastmlp.fit(X, y, hidden=4, epochs=1)
+        fastmlp.fit(X, y + 1, n_classes=4, hidden=4, epochs=1)
