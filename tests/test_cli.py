@@ -72,6 +72,7 @@ def _blobs(n=240, seed=0):
 
 
 TRAIN_OPTIONS = ["--hidden", "16", "--epochs", "30", "--lr", "1e-3", "--quiet"]
+QUICK_OPTIONS = ["--hidden", "8", "--epochs", "2", "--quiet"]  # where only the reading of the data matters
 
 
 def test_train_npz_then_predict(tmp_path, capsys):
@@ -197,7 +198,7 @@ def test_predict_npz_without_labels(tmp_path, capsys):
     np.savez(tmp_path / "train.npz", X=X, y=y)
     np.savez(tmp_path / "new.npz", X=X[:7])
     out = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "train.npz"), "--out", str(out), *TRAIN_OPTIONS]) == 0
+    assert main(["train", "--data", str(tmp_path / "train.npz"), "--out", str(out), *QUICK_OPTIONS]) == 0
     capsys.readouterr()
     assert main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "new.npz")]) == 0
     captured = capsys.readouterr()
@@ -209,22 +210,22 @@ def test_labels_in_the_last_column_hint_and_header_name(tmp_path, capsys):
     X, y = _blobs(60)
     _write_blobs_csv(tmp_path / "last.csv", X, y, label_last=True)
     out = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "last.csv"), "--out", str(out), *TRAIN_OPTIONS]) == 1
+    assert main(["train", "--data", str(tmp_path / "last.csv"), "--out", str(out), *QUICK_OPTIONS]) == 1
     err = capsys.readouterr().err
     assert "'cat'" in err and "pass --label-column -1" in err and len(err.strip().splitlines()) == 1
     assert main(["train", "--data", str(tmp_path / "last.csv"), "--label-column", "-1",
-                 "--out", str(out), *TRAIN_OPTIONS]) == 0
+                 "--out", str(out), *QUICK_OPTIONS]) == 0
     capsys.readouterr()
     # a header names the label column; a .tsv file is split at tabs
     (tmp_path / "named.tsv").write_text("\t".join([f"f{i}" for i in range(6)] + ["animal"]) + "\n"
                                         + (tmp_path / "last.csv").read_text().replace(",", "\t"))
     assert main(["train", "--data", str(tmp_path / "named.tsv"), "--label-column", "animal",
-                 "--out", str(out), *TRAIN_OPTIONS]) == 0
+                 "--out", str(out), *QUICK_OPTIONS]) == 0
     assert "3 classes, 60 training samples" in capsys.readouterr().out
     assert fastmlp.load(out / "model.npz").classes.tolist() == ["cat", "dog", "emu"]
     _write_blobs_csv(tmp_path / "semi.txt", X, y, sep=";")
     assert main(["train", "--data", str(tmp_path / "semi.txt"), "--delimiter", ";",
-                 "--out", str(out), *TRAIN_OPTIONS]) == 0
+                 "--out", str(out), *QUICK_OPTIONS]) == 0
 
 
 def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
