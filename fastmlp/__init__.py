@@ -43,7 +43,7 @@ if _missing:
     raise ImportError(_not_built_message(_missing))
 del _missing
 
-from . import data, reference  # noqa: E402  (after the check above, which names the real problem)
+from . import _threads, data, reference  # noqa: E402  (after the check above, which names the real problem)
 from ._fit import fit  # noqa: E402
 from ._model import MLPModel, load  # noqa: E402
 
@@ -67,5 +67,10 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
+
+# threadpoolctl sees fastmlp's thread team (and threadpool_limits limits it) once the
+# compiled step is loaded: at the first fit, or with `import fastmlp._sgd`. It is not
+# loaded here because it loads scipy.linalg, which would triple the import time.
+_threads.register_threadpoolctl()
 
 __all__ = ["fit", "load", "MLPModel", "MLPClassifier", "data", "kernels", "reference", "__version__"]

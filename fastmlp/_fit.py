@@ -2,13 +2,15 @@
 
 import contextlib
 import numbers
+import threading
 import warnings
 
 import numpy as np
 
 from . import reference
 from ._model import MLPModel, logits_in_blocks
-from ._threads import BlasThreads, n_slices
+from ._blas import BlasThreads, step_gemm_columns
+from ._threads import aligned_copy, n_slices
 from ._validation import (
     all_finite,
     check_features,
@@ -88,28 +90,42 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
 class Trainer:
     """One fit's backend: epochs of SGD and the logits of held-out data.
 
-    For ``"cython"`` the scratch memory is allocated here, once per fit, and the
-    hidden units are split into slices for the threads; the caller holds BLAS to
-    one thread meanwhile (``BlasThreads.single``).
+    For ``"cython"`` the scratch memory and the thread team are made here, once
+    per fit, and the hidden units are split into slices for the threads. Run the
+    epochs inside :meth:`running`, which holds BLAS to one thread meanwhile.
     """
 
-    def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads):
+    def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads,
+                 adaptive_threads=True):
         self.backend = backend
         self.batch_size = batch_size
         if backend == "cython":
             from . import _sgd
             self._sgd = _sgd
-            slices = n_slices(n_threads, hidden, _sgd.OPENMP, _sgd.max_threads())
-            columns = (_sgd.gemm_columns(batch_size, n_features, hidden // slices)
-                       if BlasThreads.shared().has_small_gemm() else None)
-            self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype,
-                                            slices, columns)
+            slices = n_slices(n_threads, hidden)
+            self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
+                                            step_gemm_columns(batch_size, n_features, hidden // slices),
+                                            adaptive=adaptive_threads)
+
+    def running(self):
+        """Context for the epochs: the compiled step runs on fastmlp's own threads and
+        calls BLAS from each, so BLAS stays single-threaded meanwhile (held for the
+        whole loop, test-set evaluation included, since an idle BLAS pool spins for
+        a while after each call and takes the cores)."""
+        if self.backend == "cython":
+            return BlasThreads.shared().single()
+        return contextlib.nullcontext()
 
     def epoch(self, X, y, order, params, lr, reg):
-        """One epoch over the rows ``order``, in place on ``params``: ``(data_loss, n_correct)``."""
+        """One epoch over the rows ``order``, in place on ``params``: ``(data_loss, n_correct)``.
+
+        Ctrl-C in the main thread stops the compiled step after a complete step
+        (KeyboardInterrupt), leaving ``params`` consistent.
+        """
         if self.backend == "numpy":
             return reference.sgd_epoch(X, y, order, params, lr, reg, self.batch_size)
-        return self._sgd.sgd_epoch(X, y, order, *params, self.workspace, lr, reg)
+        return self._sgd.sgd_epoch(X, y, order, *params, self.workspace, lr, reg,
+                                   main_thread=threading.current_thread() is threading.main_thread())
 
     def logits(self, X, params):
         """``relu(X @ W1 + b1) @ W2 + b2`` for validated ``X`` of the training dtype."""
@@ -214,6 +230,9 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         params = init_params(rng, n_features, hidden, n_classes, dtype)
     else:
         params = _copy_init(init, n_features, hidden, n_classes, dtype)
+    # Each weight array starts on a cache line: threads updating neighbouring
+    # slices of W1 then never write the same line.
+    params = tuple(aligned_copy(p) for p in params)
     trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
 
     history = {"loss": [], "train_acc": [], "test_acc": []}
@@ -227,12 +246,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, unit="epoch", desc="fastmlp")
     in_order = np.arange(n_samples, dtype=np.int64)
-    # The compiled step runs on fastmlp's own threads and calls BLAS from each: BLAS
-    # stays single-threaded for the whole loop (the test-set evaluation included),
-    # since an idle BLAS pool spins for a while after each call and takes the cores.
-    single_blas = BlasThreads.shared().single() if backend == "cython" else contextlib.nullcontext()
     try:
-        with single_blas:
+        with trainer.running():
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(n_samples) if shuffle else in_order
                 data_loss, n_correct = trainer.epoch(X, y, order, params, lr, reg)

@@ -1,23 +1,20 @@
-"""Threads: how many the compiled step uses, and keeping BLAS out of their way.
+"""How many threads the compiled step uses.
 
-The compiled step (``fastmlp._sgd``) splits the hidden units between OpenMP
-threads and calls BLAS from each of them, so BLAS itself must run
-single-threaded meanwhile: two pools spinning for the same two cores slow each
-other down by orders of magnitude. ``threadpoolctl`` finds the BLAS libraries
-loaded in the process; their thread counts are set directly around each epoch,
-which costs microseconds (``threadpool_limits`` costs milliseconds).
+The hidden units of a fit are split into slices (``n_slices``); the result of a
+fit depends on the slice count only. fastmlp's own thread team (``fastmlp._sgd``)
+runs the slices, on as many threads as measured to be fastest at the time (one
+on a busy machine), within a limit that ``threadpoolctl.threadpool_limits`` sets
+like any other thread pool's: fastmlp registers a threadpoolctl controller for it
+(user_api ``"fastmlp"``). The default thread count also follows the environment
+variables ``FASTMLP_NUM_THREADS`` and ``OMP_NUM_THREADS`` (which joblib's and
+Dask's workers set).
 """
 
-import contextlib
 import os
-import threading
 
-from threadpoolctl import ThreadpoolController
+import numpy as np
 
 from ._validation import check_int
-
-# OpenBLAS core types that have its unpacked small-matrix GEMM path (see _sgd.gemm_columns).
-_SMALL_GEMM_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
 
 
 def available_cores():
@@ -27,84 +24,80 @@ def available_cores():
     return max(1, os.cpu_count() or 1)
 
 
-def n_slices(n_threads, hidden, openmp, openmp_limit=None):
-    """Number of hidden-unit slices, i.e. threads, for a fit.
+def _env_limit(name):
+    """A positive integer from the environment variable ``name`` (its first
+    comma-separated entry, as OpenMP reads OMP_NUM_THREADS), or None."""
+    value = os.environ.get(name, "").split(",")[0].strip()
+    try:
+        n = int(value)
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def default_threads():
+    """Threads a fit uses by default: the available cores, or fewer where limited by
+    ``threadpool_limits`` (fastmlp's controller), ``FASTMLP_NUM_THREADS`` or
+    ``OMP_NUM_THREADS``."""
+    from . import _sgd
+    limits = [available_cores(), _sgd.thread_limit() or None,
+              _env_limit("FASTMLP_NUM_THREADS"), _env_limit("OMP_NUM_THREADS")]
+    return min(n for n in limits if n)
+
+
+def n_slices(n_threads, hidden):
+    """Number of hidden-unit slices for a fit, which fixes its result.
 
     The largest count <= ``n_threads`` that divides ``hidden`` evenly and leaves
-    each slice at least 8 units; 1 without OpenMP. ``n_threads=None`` means the
-    available cores, or ``openmp_limit`` (OpenMP's own limit: ``OMP_NUM_THREADS``,
-    threadpoolctl, joblib's workers) when that is lower.
+    each slice at least 8 units (1 when none does). ``n_threads=None`` means
+    :func:`default_threads`. The same in every build: a build without threads runs
+    the slices one after the other and gives the same result.
     """
-    if n_threads is None:
-        wanted = min(available_cores(), openmp_limit or available_cores())
-    else:
-        wanted = check_int(n_threads, "n_threads", minimum=1)
-    if not openmp:
-        return 1
+    wanted = default_threads() if n_threads is None else check_int(n_threads, "n_threads", minimum=1)
     for count in range(min(wanted, max(1, hidden // 8)), 0, -1):
         if hidden % count == 0:
             return count
     return 1
 
 
-class BlasThreads:
-    """The BLAS libraries of this process, to be held single-threaded for a while.
-
-    Fits in several Python threads may overlap: the first to enter :meth:`single`
-    saves the libraries' thread counts and the last to leave restores them.
-    """
-
-    _lock = threading.Lock()
-    _holders = 0
-    _saved = None
-    _instance = None
-
-    def __init__(self):
-        self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
-
-    @classmethod
-    def shared(cls):
-        """One instance per process: finding the libraries takes milliseconds, and the
-        BLAS that fastmlp's step calls (SciPy's) is loaded before the first fit."""
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
-
-    def has_small_gemm(self):
-        """Whether the BLAS is an OpenBLAS with the small-matrix GEMM path."""
-        return any(getattr(lib, "internal_api", "") == "openblas"
-                   and str(lib.info().get("architecture", "")).lower() in _SMALL_GEMM_CORES
-                   for lib in self._libs)
-
-    @contextlib.contextmanager
-    def single(self):
-        """Run the body with every BLAS library limited to one thread, then restore."""
-        cls = BlasThreads
-        with cls._lock:
-            if cls._holders == 0:
-                cls._saved = [(lib, lib.num_threads) for lib in self._libs]
-                for lib in self._libs:
-                    _set_threads(lib, 1)
-            cls._holders += 1
-        try:
-            yield
-        finally:
-            with cls._lock:
-                cls._holders -= 1
-                if cls._holders == 0:
-                    for lib, n in cls._saved:
-                        _set_threads(lib, n)
-                    cls._saved = None
+def aligned_empty(shape, dtype):
+    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary
+    (a cache line), so threads writing neighbouring slices never share a line."""
+    dtype = np.dtype(dtype)
+    n_bytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(n_bytes + 64, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % 64
+    return raw[offset:offset + n_bytes].view(dtype).reshape(shape)
 
 
-def _set_threads(lib, n):
-    """Set a BLAS library's thread count from whichever Python thread is running.
+def aligned_copy(a):
+    """A C-contiguous copy of ``a`` starting on a cache line (see :func:`aligned_empty`)."""
+    out = aligned_empty(a.shape, a.dtype)
+    out[...] = a
+    return out
 
-    threadpoolctl (3.6+) lets only the first Python thread that limited OpenBLAS
-    change it and silently ignores the others; a fit started from a worker thread
-    must still get single-threaded BLAS (or two thread pools fight over the cores),
-    so its unguarded setter is used where it has one.
-    """
-    setter = getattr(lib, "_real_set_num_threads", None) or lib.set_num_threads
-    setter(n)
+
+def register_threadpoolctl():
+    """Make ``threadpoolctl`` see and limit fastmlp's thread team (user_api "fastmlp")."""
+    import threadpoolctl
+
+    class FastmlpController(threadpoolctl.LibController):
+        """fastmlp's thread team, found through the functions its step module exports."""
+
+        user_api = "fastmlp"
+        internal_api = "fastmlp"
+        filename_prefixes = ("_sgd",)
+        check_symbols = ("fastmlp_get_thread_limit", "fastmlp_set_thread_limit")
+
+        def get_num_threads(self):
+            limit = self.dynlib.fastmlp_get_thread_limit()
+            return limit if limit > 0 else available_cores()
+
+        def set_num_threads(self, num_threads):
+            self.dynlib.fastmlp_set_thread_limit(int(num_threads))
+
+        def get_version(self):
+            from ._version import __version__
+            return __version__
+
+    threadpoolctl.register(FastmlpController)

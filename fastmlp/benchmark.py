@@ -48,7 +48,7 @@ import numpy as np
 
 from . import reference
 from ._fit import Trainer, init_params
-from ._threads import BlasThreads, available_cores
+from ._threads import available_cores
 
 LR, REG, N_CLASSES, N_FEATURES = 1e-4, 1e-2, 10, 784
 PEERS = ("fastmlp-f64", "fastmlp-f32", "numpy", "pytorch", "sklearn", "jax")
@@ -119,22 +119,47 @@ def median_time(run_epoch, repeat):
 # Each maker takes (shape, dtype) and returns a zero-argument function that trains
 # one epoch, or raises ImportError when its library is missing.
 
-def make_fastmlp(shape, dtype, backend="cython"):
+def make_fastmlp(shape, dtype, backend="cython", n_threads=None, adaptive_threads=True):
+    """An epoch of fastmlp as ``fit`` runs it (``n_threads``: as in ``fit``;
+    ``adaptive_threads=False`` always runs the whole team, for comparison)."""
     X, y = synthetic_data(shape, dtype)
     rng = np.random.default_rng(1)
     params = init_params(rng, shape.n_features, shape.hidden, shape.n_classes, np.dtype(dtype))
-    blas = BlasThreads.shared()
     trainer = Trainer(backend, shape.batch_size, shape.n_features, shape.hidden,
-                      shape.n_classes, np.dtype(dtype), None)
+                      shape.n_classes, np.dtype(dtype), n_threads, adaptive_threads)
 
     def epoch():
         order = rng.permutation(shape.n_samples)
-        if backend == "cython":
-            with blas.single():
-                trainer.epoch(X, y, order, params, LR, REG)
-        else:
+        with trainer.running():
             trainer.epoch(X, y, order, params, LR, REG)
     return epoch
+
+
+class CompetingLoad:
+    """One CPU-bound process per available core, for timing on a busy machine.
+
+    ``with CompetingLoad():`` starts them (busy loops in subprocesses, as a browser,
+    a CI neighbour or another job would be) and stops them on exit.
+    """
+
+    def __init__(self, n_processes=None):
+        self.n_processes = n_processes or available_cores()
+        self._procs = []
+
+    def __enter__(self):
+        import subprocess
+        import sys
+        for _ in range(self.n_processes):
+            self._procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        time.sleep(0.2)   # let them start spinning
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self._procs:
+            proc.kill()
+        for proc in self._procs:
+            proc.wait()
+        self._procs = []
 
 
 def make_pytorch(shape, dtype):

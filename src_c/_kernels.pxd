@@ -1,37 +1,40 @@
 # The element-wise kernels of one SGD step, for row-major float32/float64 arrays.
 #
-# Each is `cdef inline ... noexcept nogil` over fused `floating` memoryviews, so
-# the training step (_sgd.pyx) inlines them with the GIL released; kernels.pyx
-# gives each a Python-callable twin for the tests. Shapes are the caller's
-# responsibility here: the `def` entry points check them once.
+# Each is `cdef inline ... noexcept nogil` over fused `floating` pointers and
+# sizes, so the training step (_sgd.pyx) inlines them on its threads without
+# touching a memoryview (every memoryview slice is an atomic update of a counter
+# the threads share); kernels.pyx gives each a Python-callable twin for the
+# tests. A matrix argument is `rows` x `cols`, C-contiguous (row stride = cols).
+# Shapes are the caller's responsibility here: the `def` entry points check them.
 from cython cimport floating
 from libc.math cimport exp, expf, log
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
 
-cdef inline void bias_relu(floating[:, ::1] Z, const floating[::1] b) noexcept nogil:
-    """Z := max(Z + b, 0), with b (H,) added to every row of Z (B, H)."""
+cdef inline void bias_relu(floating* Z, const floating* b, Py_ssize_t rows,
+                           Py_ssize_t cols) noexcept nogil:
+    """Z := max(Z + b, 0), with b (cols,) added to every row of Z (rows, cols)."""
     cdef Py_ssize_t i, j
     cdef floating v
-    for i in range(Z.shape[0]):
-        for j in range(Z.shape[1]):
-            v = Z[i, j] + b[j]
+    for i in range(rows):
+        for j in range(cols):
+            v = Z[i * cols + j] + b[j]
             # `0 if v < 0` rather than `v if v > 0`: a NaN stays NaN, as in np.maximum.
-            Z[i, j] = 0 if v < 0 else v
+            Z[i * cols + j] = 0 if v < 0 else v
 
 
-cdef inline void relu_backward(floating[:, ::1] dR, const floating[:, ::1] R) noexcept nogil:
-    """dR := dR * [R > 0]: the gradient flows only through units that were active."""
-    cdef Py_ssize_t i, j
-    for i in range(dR.shape[0]):
-        for j in range(dR.shape[1]):
-            # A select rather than a branch: about half the units are active, so a
-            # branch would be mispredicted often; this form vectorizes.
-            dR[i, j] = dR[i, j] if R[i, j] > 0 else 0
+cdef inline void relu_backward(floating* dR, const floating* R, Py_ssize_t n) noexcept nogil:
+    """dR := dR * [R > 0] over n entries: the gradient flows only through active units."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        # A select rather than a branch: about half the units are active, so a
+        # branch would be mispredicted often; this form vectorizes.
+        dR[i] = dR[i] if R[i] > 0 else 0
 
 
-cdef inline double softmax_xent_grad(floating[:, ::1] Z, const int64_t[::1] y) noexcept nogil:
+cdef inline double softmax_xent_grad(floating* Z, const int64_t* y, Py_ssize_t rows,
+                                     Py_ssize_t cols) noexcept nogil:
     """Z := softmax(Z) - onehot(y); returns sum_i -log softmax(Z)[i, y_i].
 
     With m_i = max_j Z[i, j] and s_i = sum_j exp(Z[i, j] - m_i) every exponent is
@@ -40,79 +43,95 @@ cdef inline double softmax_xent_grad(floating[:, ::1] Z, const int64_t[::1] y) n
     The result is the seed's dcost/dlogits, P - onehot(y).
     """
     cdef Py_ssize_t i, j
-    cdef Py_ssize_t n_classes = Z.shape[1]
     cdef floating row_max, e
+    cdef floating* z
     cdef double total = 0, s, inv_s
-    for i in range(Z.shape[0]):
-        row_max = Z[i, 0]
-        for j in range(1, n_classes):
-            if Z[i, j] > row_max:
-                row_max = Z[i, j]
-        total -= Z[i, y[i]] - row_max
+    for i in range(rows):
+        z = Z + i * cols
+        row_max = z[0]
+        for j in range(1, cols):
+            if z[j] > row_max:
+                row_max = z[j]
+        total -= z[y[i]] - row_max
         s = 0
-        for j in range(n_classes):
+        for j in range(cols):
             if floating is float:
-                e = expf(Z[i, j] - row_max)
+                e = expf(z[j] - row_max)
             else:
-                e = exp(Z[i, j] - row_max)
-            Z[i, j] = e
+                e = exp(z[j] - row_max)
+            z[j] = e
             s += e
         total += log(s)
         inv_s = 1 / s
-        for j in range(n_classes):
-            Z[i, j] = <floating> (Z[i, j] * inv_s)
-        Z[i, y[i]] -= 1
+        for j in range(cols):
+            z[j] = <floating> (z[j] * inv_s)
+        z[y[i]] -= 1
     return total
 
 
-cdef inline Py_ssize_t count_correct(const floating[:, ::1] Z, const int64_t[::1] y) noexcept nogil:
+cdef inline Py_ssize_t count_correct(const floating* Z, const int64_t* y, Py_ssize_t rows,
+                                     Py_ssize_t cols) noexcept nogil:
     """Number of rows i with argmax_j Z[i, j] == y_i (the first maximum wins, as np.argmax)."""
     cdef Py_ssize_t i, j, best, n = 0
-    for i in range(Z.shape[0]):
+    cdef const floating* z
+    for i in range(rows):
+        z = Z + i * cols
         best = 0
-        for j in range(1, Z.shape[1]):
-            if Z[i, j] > Z[i, best]:
+        for j in range(1, cols):
+            if z[j] > z[best]:
                 best = j
         n += best == y[i]
     return n
 
 
-cdef inline void column_sums(const floating[:, ::1] G, floating[::1] out) noexcept nogil:
+cdef inline void column_sums(const floating* G, Py_ssize_t rows, Py_ssize_t cols,
+                             floating* out) noexcept nogil:
     """out := G.sum(axis=0), rows added in order (as NumPy does along axis 0)."""
     cdef Py_ssize_t i, j
-    for j in range(G.shape[1]):
-        out[j] = G[0, j]
-    for i in range(1, G.shape[0]):
-        for j in range(G.shape[1]):
-            out[j] += G[i, j]
+    for j in range(cols):
+        out[j] = G[j]
+    for i in range(1, rows):
+        for j in range(cols):
+            out[j] += G[i * cols + j]
 
 
-cdef inline void l2_sgd_update(floating[::1] W, const floating[::1] G,
+cdef inline void l2_sgd_update(floating* W, const floating* G, Py_ssize_t n,
                                floating lr, floating reg) noexcept nogil:
-    """W := W - lr * (G + 2 * reg * W): one SGD step on the seed's cost, L2 included."""
+    """W := W - lr * (G + 2 * reg * W) over n entries: one SGD step on the seed's cost."""
     cdef Py_ssize_t i
-    for i in range(W.shape[0]):
+    for i in range(n):
         W[i] -= lr * (G[i] + 2 * reg * W[i])
 
 
-cdef inline void gather_rows(const floating[:, ::1] X, const int64_t[::1] y,
-                             const int64_t[::1] rows,
-                             floating[:, ::1] X_out, int64_t[::1] y_out) noexcept nogil:
-    """X_out[k] := X[rows[k]] and y_out[k] := y[rows[k]] for k < len(rows)."""
+cdef inline void gather_rows(const floating* X, const int64_t* y, Py_ssize_t n_features,
+                             const int64_t* rows, Py_ssize_t n,
+                             floating* X_out, int64_t* y_out) noexcept nogil:
+    """X_out[k] := X[rows[k]] and y_out[k] := y[rows[k]] for k < n (X is (N, n_features))."""
     cdef Py_ssize_t k
-    cdef size_t row_bytes = X.shape[1] * sizeof(floating)
-    for k in range(rows.shape[0]):
-        memcpy(&X_out[k, 0], &X[rows[k], 0], row_bytes)
+    cdef size_t row_bytes = n_features * sizeof(floating)
+    for k in range(n):
+        memcpy(X_out + k * n_features, X + rows[k] * n_features, row_bytes)
         y_out[k] = y[rows[k]]
 
 
-cdef inline void sum_shares(const floating[:, :, ::1] shares, floating[:, ::1] out) noexcept nogil:
-    """out := shares[0] + shares[1] + ... (in that order), shares of shape (T, B, C)."""
-    cdef Py_ssize_t s, i, j
-    for i in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            out[i, j] = shares[0, i, j]
-    for s in range(1, shares.shape[0]):
-        for i in range(out.shape[0]):
-            for j in range(out.shape[1]):
-                out[i, j] += shares[s, i, j]
+cdef inline void sum_shares(const floating* shares, Py_ssize_t n_shares, Py_ssize_t stride,
+                            Py_ssize_t n, floating* out) noexcept nogil:
+    """out := shares[0] + shares[1] + ... (in that order), each share n entries,
+    share s starting at shares + s * stride."""
+    cdef Py_ssize_t s, i
+    cdef const floating* share
+    for i in range(n):
+        out[i] = shares[i]
+    for s in range(1, n_shares):
+        share = shares + s * stride
+        for i in range(n):
+            out[i] += share[i]
+
+
+cdef inline void scale(floating* W, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
+                       floating factor) noexcept nogil:
+    """W[:rows, :cols] *= factor, for a block of a row-major matrix with row stride ld."""
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        for j in range(cols):
+            W[i * ld + j] *= factor

@@ -1,19 +1,51 @@
 """The compiled training step: minibatch SGD on the two-layer network, GIL released.
 
-One call of ``sgd_epoch`` runs every minibatch of an epoch inside a single
-``with nogil, parallel():`` block: gather the batch rows, forward, softmax
-cross-entropy, backward and the four parameter updates, with the matrix products
-going through BLAS (``src_c/_blas.pxd``) and nothing allocated. The hidden units
-are split in slices between OpenMP threads (see ``Workspace``); ``forward_logits``
-is the forward half alone, for evaluation. The math is the seed's, written out in
-``fastmlp.reference``; this module must agree with it.
+``sgd_epoch`` runs an epoch's minibatches inside one ``with nogil:`` block: gather
+the batch rows, forward, softmax cross-entropy, backward and the parameter
+updates, with the matrix products going through BLAS (``src_c/_blas.pxd``) and
+nothing allocated. The math is the seed's, written out in ``fastmlp.reference``;
+this module must agree with it.
+
+Threads. The hidden units are split into ``n_slices`` equal slices (see
+``Workspace``); the result depends on the slice count only. The slices run on a
+team of fastmlp's own threads (``src_c/_team.h``: POSIX threads that spin briefly
+and then sleep, and start afresh after a fork), member ``m`` of ``n`` owning
+slices ``m, m + n, ...``. An epoch runs in *segments* of a few milliseconds'
+worth of steps; before each segment a ``ThreadChoice`` picks how many members
+run it (one, or one per slice), from the time per step it measured for both: on
+an idle machine the team wins, on a busy one a single thread does, and the
+result is the same either way. Between segments the calling thread takes the GIL
+to let a Ctrl-C through (only when it is Python's main thread) and stops at
+interpreter exit, always after a complete step.
+
+One step, for batch k of an epoch (buffers in ``Workspace``)::
+
+    phase      member m, for each of its slices s              reads            writes
+    forward    R_s = relu(scale Xb[k%3] W1_s + b1_s)           Xb[k%3], W1_s    R_s
+               share[k%2, s] = scale R_s W2_s (+ b2 if s = 0)  W2_s, b2         share[k%2, s]
+    gather     its part of batch k+1's rows                     X, order         Xb[(k+1)%3]
+    ---------- the one barrier of the step ----------------------------------------------------
+    logits     G_m = share[k%2, 0] + share[k%2, 1] + ...       every share      G_m
+               G_m = softmax(G_m) - onehot(y)  (member 0: loss, accuracy, b2 update)
+    backward   dR_s = scale G_m W2_s.T; W2_s update; dA1_s = dR_s [R_s > 0];
+               W1_s update from Xb[k%3].T dA1_s; b1_s update   G_m, R_s, Xb[k%3]  W1_s, W2_s, b1_s
+
+Why that is race-free with one barrier: after the barrier of step k a fast member
+writes ``Xb[(k+2)%3]`` (in step k+1) while a slow one may still read ``Xb[k%3]``:
+three buffers keep them apart; it writes ``share[(k+1)%2]`` while the slow one
+still reads ``share[k%2]``: two keep them apart, and ``share[k%2]`` is written
+again only after the barrier of step k+1, which the slow member reaches after
+reading it. Everything else a member writes belongs to its own slices.
 """
 from cython cimport floating
-from cython.parallel cimport parallel, threadid
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
+import atexit
+
 import numpy as np
+
+from fastmlp._threads import aligned_empty
 
 from _blas cimport gemm
 from _kernels cimport (
@@ -23,71 +55,192 @@ from _kernels cimport (
     gather_rows,
     l2_sgd_update,
     relu_backward,
+    scale,
     softmax_xent_grad,
     sum_shares,
 )
 
-__all__ = ["OPENMP", "Workspace", "forward_logits", "gemm_columns", "max_threads", "sgd_epoch"]
+__all__ = ["THREADS", "Workspace", "forward_logits", "sgd_epoch", "shutdown", "thread_limit",
+           "set_thread_limit"]
 
 
-cdef extern from "_omp_team.h" nogil:
-    void team_barrier()      # `#pragma omp barrier` for the enclosing team
-    int team_size()          # threads in the enclosing team (1 outside one)
-    int openmp_enabled()     # whether this module was compiled with OpenMP
-    int team_limit()         # omp_get_max_threads(): OMP_NUM_THREADS or a threadpoolctl limit
+cdef extern from "Python.h":
+    # Declared here without Cython's `except -1`: the caller cleans up before raising.
+    int check_signals "PyErr_CheckSignals"() noexcept
+
+cdef extern from "_team.h" nogil:
+    ctypedef struct team:
+        pass
+    ctypedef void (*team_task)(void* args, int member, int n_members) noexcept nogil
+    team* team_new()
+    int team_run(team* t, int n_members, team_task task, void* args)
+    void team_barrier(team* t, int n_members)
+    int team_usable(team* t)
+    void team_free(team* t)
+    int team_threads_available()
+    double team_clock()
 
 #: Whether this build runs the slices of a step on several threads.
-OPENMP = bool(openmp_enabled())
+THREADS = bool(team_threads_available())
 
 
-def max_threads():
-    """Threads OpenMP would give a new team here: ``OMP_NUM_THREADS``, a limit set
-    with threadpoolctl or by joblib's workers, else the CPUs (1 without OpenMP)."""
-    return team_limit()
+# ------------------------------------------------------------------ process-wide state
 
-# OpenBLAS (0.3.16+, on AVX-512 cores) multiplies matrices with m*n*k <= 100**3
-# without packing them first; for the (batch, features) @ (features, columns)
-# products of a step that path is about 1.4x faster than the packed one
-# (benchmarks/gemm_shapes.py measures it). Where the BLAS has it, the two big
-# products of a step are cut into column blocks that fit it.
-SMALL_GEMM_VOLUME = 100 ** 3
+cdef extern from *:
+    """
+    #include <time.h>
+    /* A limit on the members of every team (0: none), set through threadpoolctl
+     * (fastmlp registers a controller that finds these two functions by name) or
+     * set_thread_limit. */
+    static int fastmlp_thread_limit = 0;
+    int fastmlp_get_thread_limit(void) { return __atomic_load_n(&fastmlp_thread_limit, __ATOMIC_SEQ_CST); }
+    void fastmlp_set_thread_limit(int n) { __atomic_store_n(&fastmlp_thread_limit, n > 0 ? n : 0, __ATOMIC_SEQ_CST); }
+
+    /* Interpreter exit: shutdown() raises `stopping`; running epochs stop after
+     * their current segment and leave the compiled code (BLAS included) before
+     * the exit handlers tear libraries down. `running` counts them. */
+    static int fastmlp_stopping = 0;
+    static int fastmlp_running = 0;
+    static int fastmlp_is_stopping(void) { return __atomic_load_n(&fastmlp_stopping, __ATOMIC_SEQ_CST); }
+    static void fastmlp_stop_all(void) { __atomic_store_n(&fastmlp_stopping, 1, __ATOMIC_SEQ_CST); }
+    static void fastmlp_running_add(int d) { __atomic_add_fetch(&fastmlp_running, d, __ATOMIC_SEQ_CST); }
+    static int fastmlp_n_running(void) { return __atomic_load_n(&fastmlp_running, __ATOMIC_SEQ_CST); }
+    static void fastmlp_sleep_briefly(void) {
+        struct timespec ts = {0, 200000};   /* 0.2 ms */
+        nanosleep(&ts, NULL);
+    }
+    """
+    int fastmlp_get_thread_limit() nogil
+    void fastmlp_set_thread_limit(int n) nogil
+    int fastmlp_is_stopping() nogil
+    void fastmlp_stop_all() nogil
+    void fastmlp_running_add(int d) nogil
+    int fastmlp_n_running() nogil
+    void fastmlp_sleep_briefly() nogil
 
 
-def gemm_columns(batch_size, n_features, n_columns):
-    """Widest column block (a multiple of 16) of a (batch, features) @ (features, n_columns)
-    product whose volume fits ``SMALL_GEMM_VOLUME``; all ``n_columns`` when none does."""
-    width = SMALL_GEMM_VOLUME // (batch_size * n_features) // 16 * 16
-    return min(width, n_columns) if width >= 16 else n_columns
+def thread_limit():
+    """The limit set on fastmlp's threads (``threadpool_limits`` or ``set_thread_limit``), or 0."""
+    return fastmlp_get_thread_limit()
 
+
+def set_thread_limit(int n):
+    """Limit the thread team of every later segment to ``n`` threads (0: no limit)."""
+    fastmlp_set_thread_limit(n)
+
+
+def shutdown(double timeout=5.0):
+    """Stop every running epoch after its current segment and wait (at most ``timeout``
+    seconds) until none is left in the compiled code. fastmlp calls it at interpreter
+    exit (``atexit``), so a fit in a daemon thread never runs while libraries unload."""
+    cdef double deadline
+    with nogil:
+        fastmlp_stop_all()
+        deadline = team_clock() + timeout
+        while fastmlp_n_running() > 0 and team_clock() < deadline:
+            fastmlp_sleep_briefly()
+
+
+atexit.register(shutdown)
+
+
+# ------------------------------------------------------------------ choosing threads
+
+# A segment lasts about this long: short enough for Ctrl-C and for the thread
+# choice to follow a changing load, long enough that starting one is negligible.
+cdef double SEGMENT_SECONDS = 2e-3
+cdef int MAX_PROBE_INTERVAL = 64   # segments between two tries of the mode not in use, at most
+
+cdef struct ThreadChoice:
+    int team_members        # members of the threaded mode (1: no choice to make)
+    int adaptive            # 0: always team_members
+    int mode                # in use: 0 = one member, 1 = team_members
+    double per_step[2]      # measured seconds per step of each mode (0: not yet)
+    int probe_in            # segments until the other mode is tried again
+    int probe_every         # doubles while the other mode keeps losing
+    Py_ssize_t segment_steps
+
+
+cdef inline int choose_mode(ThreadChoice* c) noexcept nogil:
+    """The mode for the next segment: the faster one, and now and then the other, to
+    notice when the load changes."""
+    if c.team_members <= 1:
+        return 0
+    if not c.adaptive:
+        return 1
+    if c.per_step[1] == 0:
+        return 1
+    if c.per_step[0] == 0:
+        return 0
+    if c.probe_in <= 0:
+        return 1 - c.mode
+    return c.mode
+
+
+cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
+                                Py_ssize_t steps) noexcept nogil:
+    """Fold a segment's time into the estimate of its mode and re-decide."""
+    cdef double t = seconds / steps
+    cdef int best
+    c.per_step[mode] = t if c.per_step[mode] == 0 else 0.5 * (c.per_step[mode] + t)
+    if c.per_step[0] > 0 and c.per_step[1] > 0:
+        best = 0 if c.per_step[0] <= c.per_step[1] else 1
+        if best != c.mode:
+            c.mode = best
+            c.probe_every = 4
+            c.probe_in = 4
+        elif mode != c.mode:      # a probe of the other mode, which lost again
+            c.probe_every = min(2 * c.probe_every, MAX_PROBE_INTERVAL)
+            c.probe_in = c.probe_every
+        else:
+            c.probe_in -= 1
+    else:
+        c.mode = mode
+    t = c.per_step[c.mode] if c.per_step[c.mode] > 0 else t
+    c.segment_steps = max(1, min(1024, <Py_ssize_t> (SEGMENT_SECONDS / t) if t > 0 else 1024))
+
+
+# ------------------------------------------------------------------ the workspace
 
 cdef class Workspace:
-    """Scratch arrays for one fit, allocated once and reused by every minibatch.
+    """Scratch memory, thread team and thread choice for one fit, made once.
 
-    The hidden units are split into ``n_slices`` equal slices. Slice ``s`` is
-    columns ``s*Hs:(s+1)*Hs`` of W1 (and those entries of b1) and the same rows of
-    W2, with its own part of the activations; the OpenMP thread that owns it keeps
-    it in its core's cache. The threads copy the rows of the next batch together,
-    each a part, while the current one is computed (three batch buffers rotate, so
-    no thread writes one another may still read); the only other data they
-    exchange is each slice's share of the logits, once per step. The result
-    depends on ``n_slices`` (the order in which the shares are added), not on how
-    many threads OpenMP actually provides.
+    The hidden units are split into ``n_slices`` equal slices: slice ``s`` is
+    columns ``s*Hs:(s+1)*Hs`` of W1 and b1 and the same rows of W2, with its own
+    part of the activations. The result depends on ``n_slices`` (the order in
+    which the slices' shares of the logits are added), not on how many threads
+    run them.
 
     Parameters
     ----------
     batch_size, n_features, n_hidden, n_classes : int
     dtype : float32 or float64
     n_slices : int, default 1
-        Must divide ``n_hidden``; the number of threads to run.
+        Must divide ``n_hidden``.
     gemm_columns : int, optional
         Column block of the two big products of a step (default: all the columns
-        of a slice, i.e. no blocking). See :func:`gemm_columns`.
+        of a slice, i.e. no blocking); see ``fastmlp._blas.gemm_columns``.
+    max_threads : int, optional
+        Threads the team may use, at most ``n_slices`` (default: ``n_slices``; 1
+        in a build without threads).
+    adaptive : bool, default True
+        Choose between one thread and the team per segment by measured speed;
+        False always uses the team (for benchmarks and tests).
     """
-    cdef readonly object X_batch, y_batch, hidden, d_hidden, logits, grad, d_b1, d_b2, totals
+    cdef readonly object X_batch, y_batch, hidden, d_hidden, logits, grad, d_b1, d_b2
+    cdef readonly object labels, order
     cdef readonly Py_ssize_t n_slices, gemm_columns
+    cdef public Py_ssize_t steps     # steps taken by the last sgd_epoch
+    cdef team* team
+    cdef ThreadChoice choice
+    cdef double scale            # W = scale * V during an epoch (see sgd_epoch)
+
+    def __cinit__(self):
+        self.team = NULL
 
     def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_features, Py_ssize_t n_hidden,
-                 Py_ssize_t n_classes, dtype, Py_ssize_t n_slices=1, gemm_columns=None):
+                 Py_ssize_t n_classes, dtype, Py_ssize_t n_slices=1, gemm_columns=None,
+                 max_threads=None, bint adaptive=True):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -100,82 +253,290 @@ cdef class Workspace:
         S, B, Hs = n_slices, batch_size, n_hidden // n_slices
         self.n_slices = S
         self.gemm_columns = Hs if gemm_columns is None else min(max(int(gemm_columns), 1), Hs)
-        self.X_batch = np.empty((3, B, n_features), dtype=dtype)   # batch rows: current, next, previous
+        self.X_batch = aligned_empty((3, B, n_features), dtype)   # batch rows: k%3 (see the table)
         self.y_batch = np.empty((3, B), dtype=np.int64)            # and their labels
-        self.hidden = np.empty((S, B, Hs), dtype=dtype)            # R = relu(X W1 + b1), by slice
-        self.d_hidden = np.empty((S, B, Hs), dtype=dtype)          # dR, then dA1, by slice
-        self.logits = np.empty((2, S, B, n_classes), dtype=dtype)  # each slice's share of A2, for
-                                                                   # two steps, alternating
-        self.grad = np.empty((S, B, n_classes), dtype=dtype)       # G = softmax(A2) - Y, per thread
-        self.d_b1 = np.empty(n_hidden, dtype=dtype)
-        self.d_b2 = np.empty(n_classes, dtype=dtype)
-        self.totals = np.zeros(2, dtype=np.float64)                 # data loss, correct count
+        self.hidden = aligned_empty((S, B, Hs), dtype)            # R = relu(X W1 + b1), by slice
+        self.d_hidden = aligned_empty((S, B, Hs), dtype)          # dR, then dA1, by slice
+        self.logits = aligned_empty((2, S, B, n_classes), dtype)  # each slice's share of A2, k%2
+        self.grad = aligned_empty((S, B, n_classes), dtype)       # G = softmax(A2) - Y, per member
+        self.d_b1 = aligned_empty((n_hidden,), dtype)
+        self.d_b2 = aligned_empty((n_classes,), dtype)
+        self.labels = np.empty(0, dtype=np.int64)                  # private copies of y and order
+        self.order = np.empty(0, dtype=np.int64)
+        members = S if max_threads is None else max(1, min(int(max_threads), S))
+        self.choice.team_members = members if THREADS else 1
+        self.choice.adaptive = adaptive
+        self.choice.mode = 1 if self.choice.team_members > 1 else 0
+        self.choice.per_step[0] = 0
+        self.choice.per_step[1] = 0
+        self.choice.probe_every = 4
+        self.choice.probe_in = 4
+        self.choice.segment_steps = 1
+        self.scale = 1
+
+    def __dealloc__(self):
+        team_free(self.team)
 
     @property
     def batch_size(self):
         return self.X_batch.shape[1]
 
+    @property
+    def threads(self):
+        """Threads the team may use (the threaded mode's member count)."""
+        return self.choice.team_members
+
+    @property
+    def thread_choice(self):
+        """The thread choice so far: mode in use (1 or the team's threads) and the
+        measured seconds per step of each (0: not measured)."""
+        return {"threads": self.choice.team_members if self.choice.mode else 1,
+                "seconds_per_step": {1: self.choice.per_step[0],
+                                     self.choice.team_members: self.choice.per_step[1]}}
+
     def check(self, n_features, n_hidden, n_classes, dtype):
-        """Raise ValueError unless this workspace fits these sizes and dtype, in this build."""
+        """Raise ValueError unless this workspace fits these sizes and dtype."""
         if (self.X_batch.shape[2] != n_features or self.d_b1.shape[0] != n_hidden
                 or self.d_b2.shape[0] != n_classes or self.X_batch.dtype != dtype):
             raise ValueError("workspace was made for other sizes or another dtype")
-        if self.n_slices > 1 and not OPENMP:
-            raise ValueError("this build has no OpenMP: use a Workspace with n_slices=1")
+
+    cdef team* ready_team(self) except NULL:
+        """The team, made on first use, and made anew in a forked child."""
+        if self.team != NULL and not team_usable(self.team):
+            self.team = NULL        # the parent's: no threads here; leave it alone
+        if self.team == NULL:
+            self.team = team_new()
+            if self.team == NULL:
+                raise MemoryError("cannot allocate fastmlp's thread team")
+        return self.team
+
+    cdef int team_members(self):
+        """Members of the threaded mode, within the thread limit."""
+        cdef int n = self.choice.team_members, limit = fastmlp_get_thread_limit()
+        return min(n, limit) if limit > 0 else n
+
+    def private_indices(self, y, order):
+        """Copies of ``y`` and ``order`` into memory only fastmlp holds: the nogil
+        step indexes with them, so nobody may change them meanwhile."""
+        if self.labels.shape[0] != len(y):
+            self.labels = np.empty(len(y), dtype=np.int64)
+        if self.order.shape[0] != len(order):
+            self.order = np.empty(len(order), dtype=np.int64)
+        np.copyto(self.labels, y, casting="same_kind")
+        np.copyto(self.order, order, casting="same_kind")
+        return self.labels, self.order
 
 
-cdef inline void scale_columns(floating[:, ::1] W, Py_ssize_t c0, Py_ssize_t c1,
-                               double s) noexcept nogil:
-    """W[:, c0:c1] *= s."""
-    cdef Py_ssize_t i, j
-    cdef floating f = <floating> s
-    if s == 1:
-        return
-    for i in range(W.shape[0]):
-        for j in range(c0, c1):
-            W[i, j] *= f
+# ------------------------------------------------------------------ the step, by pointers
+
+# The weights (W = scale * V for W1 and W2 during an epoch) and their sizes.
+cdef struct Network:
+    Py_ssize_t D, H, C, S, Hs, Wc
+    void* W1
+    void* b1
+    void* W2
+    void* b2
 
 
-cdef inline void slice_forward(const floating[:, ::1] Xb, const floating[:, ::1] W1,
-                               const floating[::1] b1, const floating[:, ::1] W2,
-                               const floating[::1] b2, Py_ssize_t h0, Py_ssize_t Wc,
-                               double s1, double s2,
-                               floating[:, ::1] R, floating[:, ::1] Z) noexcept nogil:
-    """The forward pass of one hidden slice, units h0 .. h0 + Hs (Hs = R.shape[1]):
+# Everything a member needs for a segment of an epoch: written by the caller
+# before the segment, read by every member (member 0 also writes the totals).
+cdef struct EpochArgs:
+    Network net
+    team* team
+    const void* X
+    const int64_t* y
+    const int64_t* order
+    Py_ssize_t M, B, n_batches
+    Py_ssize_t first, last            # this segment's batches
+    void* X_batch                     # (3, B, D)
+    int64_t* y_batch                  # (3, B)
+    void* hidden                      # (S, B, Hs)
+    void* d_hidden                    # (S, B, Hs)
+    void* shares                      # (2, S, B, C)
+    void* grad                        # (S, B, C)
+    void* d_b1                        # (H,)
+    void* d_b2                        # (C,)
+    double lr, decay, scale
+    double loss
+    Py_ssize_t correct
 
-        R := relu(s1 * Xb @ W1[:, h0:h0+Hs] + b1[h0:h0+Hs])
-        Z := s2 * R @ W2[h0:h0+Hs]  (+ b2 for the slice at h0 = 0)
 
-    so the logits are the sum of every slice's Z. The product with W1 goes in
-    column blocks of Wc (see gemm_columns).
+cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, Py_ssize_t sl,
+                               double s, floating* R, floating* Z) noexcept nogil:
+    """The forward pass of hidden slice sl (units h0 .. h0 + Hs) on nb rows Xb:
+
+        R := relu(s * Xb @ V1[:, h0:h0+Hs] + b1[h0:h0+Hs])
+        Z := s * R @ V2[h0:h0+Hs]  (+ b2 for the slice at h0 = 0)
+
+    so the logits are the sum of every slice's Z. The product with V1 goes in
+    column blocks of Wc (see fastmlp._blas.gemm_columns).
     """
-    cdef Py_ssize_t nb = Xb.shape[0], D = Xb.shape[1], H = W1.shape[1]
-    cdef Py_ssize_t Hs = R.shape[1], C = Z.shape[1], c, i, k
-    for k in range((Hs + Wc - 1) // Wc):
-        c = k * Wc
-        gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s1,
-             &Xb[0, 0], <int> D, &W1[0, h0 + c], <int> H, <floating> 0, &R[0, c], <int> Hs)
-    bias_relu(R, b1[h0:h0 + Hs])
+    cdef Py_ssize_t D = net.D, H = net.H, C = net.C, Hs = net.Hs, Wc = net.Wc
+    cdef Py_ssize_t h0 = sl * Hs, c, i
+    cdef const floating* W1 = <const floating*> net.W1
+    cdef const floating* W2 = <const floating*> net.W2
+    cdef const floating* b2 = <const floating*> net.b2
+    c = 0
+    while c < Hs:
+        gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s,
+             Xb, <int> D, W1 + h0 + c, <int> H, <floating> 0, R + c, <int> Hs)
+        c += Wc
+    bias_relu(R, <const floating*> net.b1 + h0, nb, Hs)
     if h0 == 0:
         for i in range(nb):
-            memcpy(&Z[i, 0], &b2[0], C * sizeof(floating))
-    gemm(False, False, <int> nb, <int> C, <int> Hs, <floating> s2, &R[0, 0], <int> Hs,
-         &W2[h0, 0], <int> C, <floating> (1 if h0 == 0 else 0), &Z[0, 0], <int> C)
+            memcpy(Z + i * C, b2, C * sizeof(floating))
+    gemm(False, False, <int> nb, <int> C, <int> Hs, <floating> s, R, <int> Hs,
+         W2 + h0 * C, <int> C, <floating> (1 if h0 == 0 else 0), Z, <int> C)
 
 
-cdef inline void gather_part(const floating[:, ::1] X, const int64_t[::1] y,
-                             const int64_t[::1] order, Py_ssize_t batch, Py_ssize_t B,
-                             floating[:, ::1] X_out, int64_t[::1] y_out, int t, int team) noexcept nogil:
-    """Thread t of `team` copies its share of the rows of minibatch `batch` into X_out, y_out."""
-    cdef Py_ssize_t start = batch * B
-    cdef Py_ssize_t nb = min(B, order.shape[0] - start)
-    cdef Py_ssize_t r0 = nb * t // team, r1 = nb * (t + 1) // team
-    gather_rows(X, y, order[start + r0:start + r1], X_out[r0:r1], y_out[r0:r1])
+cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, const floating* G,
+                                           Py_ssize_t nb, Py_ssize_t sl,
+                                           double s) noexcept nogil:
+    """Backward pass of slice sl and its parameter update: the one place where the
+    optimizer's rule is applied to W1, b1 and W2 (b2: in the member-0 part of the step).
+
+    With G = softmax(A2) - onehot(y), the slice's part of the gradient is
+        dW2_s = R_s.T @ G,  dR_s = G @ W2_s.T,  dA1_s = dR_s * [R_s > 0],
+        dW1_s = Xb.T @ dA1_s,  db1_s = dA1_s.sum(0),
+    and the rule is plain SGD on the seed's cost, W := W - lr (dW + 2 reg W),
+    applied lazily: W = s V, so W := decay W - lr dW becomes s := decay s (by the
+    caller) and V := V - (lr / (s decay)) dW, a BLAS accumulate (beta = 1) into V.
+    dR_s uses W2_s before its update.
+    """
+    cdef Network* net = &a.net
+    cdef Py_ssize_t D = net.D, H = net.H, C = net.C, Hs = net.Hs, Wc = net.Wc
+    cdef Py_ssize_t h0 = sl * Hs, B = a.B, c
+    cdef floating* W1 = <floating*> net.W1
+    cdef floating* W2 = <floating*> net.W2
+    cdef floating* b1 = <floating*> net.b1
+    cdef floating* R = <floating*> a.hidden + sl * B * Hs
+    cdef floating* dR = <floating*> a.d_hidden + sl * B * Hs
+    cdef floating* db1 = <floating*> a.d_b1
+    cdef floating step = <floating> (-a.lr / (s * a.decay))
+    gemm(False, True, <int> nb, <int> Hs, <int> C, <floating> s,
+         G, <int> C, W2 + h0 * C, <int> C, <floating> 0, dR, <int> Hs)
+    gemm(True, False, <int> Hs, <int> C, <int> nb, step,
+         R, <int> Hs, G, <int> C, <floating> 1, W2 + h0 * C, <int> C)
+    relu_backward(dR, R, nb * Hs)
+    c = 0
+    while c < Hs:
+        gemm(True, False, <int> D, <int> min(Wc, Hs - c), <int> nb, step,
+             Xb, <int> D, dR + c, <int> Hs, <floating> 1, W1 + h0 + c, <int> H)
+        c += Wc
+    column_sums(dR, nb, Hs, db1 + h0)
+    l2_sgd_update(b1 + h0, db1 + h0, Hs, <floating> a.lr, <floating> 0)
 
 
-def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1] order,
+cdef inline void gather_part(EpochArgs* a, Py_ssize_t batch, int member, int n_members,
+                             floating* tag) noexcept nogil:
+    """Member `member` of `n_members` copies its share of minibatch `batch`'s rows
+    (and labels) into the batch buffer batch % 3."""
+    cdef Py_ssize_t D = a.net.D, start = batch * a.B
+    cdef Py_ssize_t nb = min(a.B, a.M - start)
+    cdef Py_ssize_t r0 = nb * member // n_members, r1 = nb * (member + 1) // n_members
+    cdef Py_ssize_t q = batch % 3
+    gather_rows(<const floating*> a.X, a.y, D, a.order + start + r0, r1 - r0,
+                <floating*> a.X_batch + (q * a.B + r0) * D, a.y_batch + q * a.B + r0)
+
+
+cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
+                               floating* tag) noexcept nogil:
+    """Member `member`'s part of steps a.first .. a.last - 1 (see the module docstring)."""
+    cdef Network* net = &a.net
+    cdef Py_ssize_t D = net.D, C = net.C, S = net.S, Hs = net.Hs, B = a.B
+    cdef Py_ssize_t k, nb, p, q, sl
+    cdef floating* Xb
+    cdef int64_t* yb
+    cdef floating* G = <floating*> a.grad + member * B * C
+    cdef floating* shares = <floating*> a.shares
+    cdef floating* b2 = <floating*> net.b2
+    cdef floating* db2 = <floating*> a.d_b2
+    cdef double s = a.scale, loss = 0
+    cdef Py_ssize_t correct = 0
+    if a.first == 0:
+        gather_part(a, 0, member, n_members, tag)
+        team_barrier(a.team, n_members)
+    for k in range(a.first, a.last):
+        nb = min(B, a.M - k * B)
+        p = k % 2
+        q = k % 3
+        Xb = <floating*> a.X_batch + q * B * D
+        yb = a.y_batch + q * B
+        sl = member
+        while sl < S:
+            slice_forward(net, Xb, nb, sl, s, <floating*> a.hidden + sl * B * Hs,
+                          shares + (p * S + sl) * B * C)
+            sl += n_members
+        if k + 1 < a.n_batches:
+            gather_part(a, k + 1, member, n_members, tag)
+        team_barrier(a.team, n_members)
+
+        # Every member adds the shares in slice order, so all hold the same logits.
+        sum_shares(shares + p * S * B * C, S, B * C, nb * C, G)
+        if member == 0:
+            correct += count_correct(G, yb, nb, C)
+        loss = softmax_xent_grad(G, yb, nb, C)
+        if member == 0:
+            a.loss += loss
+            column_sums(G, nb, C, db2)
+            l2_sgd_update(b2, db2, C, <floating> a.lr, <floating> 0)
+        sl = member
+        while sl < S:
+            slice_backward_and_update(a, Xb, G, nb, sl, s)
+            sl += n_members
+        s *= a.decay
+        if s < 0.5:               # fold the scale back into the member's slices
+            sl = member
+            while sl < S:
+                scale(<floating*> net.W1 + sl * Hs, D, Hs, net.H, <floating> s)
+                scale(<floating*> net.W2 + sl * Hs * C, Hs, C, C, <floating> s)
+                sl += n_members
+            s = 1
+    if member == 0:
+        a.scale = s
+        a.correct += correct
+
+
+cdef void epoch_segment_f64(void* args, int member, int n_members) noexcept nogil:
+    epoch_segment(<EpochArgs*> args, member, n_members, <double*> NULL)
+
+
+cdef void epoch_segment_f32(void* args, int member, int n_members) noexcept nogil:
+    epoch_segment(<EpochArgs*> args, member, n_members, <float*> NULL)
+
+
+cdef inline void fold_scale(Network* net, double s, floating* tag) noexcept nogil:
+    """W1 := s V1, W2 := s V2: the end of an epoch's lazy decay."""
+    if s != 1:
+        scale(<floating*> net.W1, net.D, net.H, net.H, <floating> s)
+        scale(<floating*> net.W2, net.H, net.C, net.C, <floating> s)
+
+
+cdef int raise_pending() except -1:
+    """Propagate the exception that PyErr_CheckSignals left set."""
+    return -1
+
+
+cdef Network network(Workspace ws, const floating[:, ::1] W1, const floating[::1] b1,
+                     const floating[:, ::1] W2, const floating[::1] b2):
+    """The weights as raw pointers (written through only by the training step)."""
+    cdef Network net
+    net.D = W1.shape[0]
+    net.H = W1.shape[1]
+    net.C = W2.shape[1]
+    net.S = ws.n_slices
+    net.Hs = net.H // net.S
+    net.Wc = ws.gemm_columns
+    net.W1 = <void*> &W1[0, 0]
+    net.b1 = <void*> &b1[0]
+    net.W2 = <void*> &W2[0, 0]
+    net.b2 = <void*> &b2[0]
+    return net
+
+
+def sgd_epoch(const floating[:, ::1] X, y, order,
               floating[:, ::1] W1, floating[::1] b1, floating[:, ::1] W2, floating[::1] b2,
-              Workspace workspace, double lr, double reg):
+              Workspace workspace, double lr, double reg, bint main_thread=False):
     """One epoch of minibatch SGD over the rows ``order`` of ``(X, y)``, in place on the weights.
 
     Batches are consecutive runs of ``workspace.batch_size`` entries of ``order``;
@@ -185,24 +546,27 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
         W1 := (1 - 2 lr reg) W1 - lr X.T @ dA1         b1 := b1 - lr dA1.sum(0)
 
     which is ``W -= lr * (grad + 2 reg W)``. The decay is applied lazily: during the
-    epoch each weight matrix is held as ``W = s * V`` with a scalar ``s``, so a step
+    epoch each weight matrix is held as ``W = s * V`` with one scalar ``s``, so a step
     multiplies ``s`` by ``1 - 2 lr reg`` and adds ``-(lr / s) * grad`` to ``V`` (a plain
     BLAS accumulate, ``beta = 1``), and the forward products take ``alpha = s``.
     ``W`` is written back as ``s * V`` at the end of the epoch, or sooner when ``s``
     falls below 1/2. So the weights are swept once per product, never to decay them.
 
-    With ``workspace.n_slices`` > 1 the hidden units are split between OpenMP
-    threads (see :class:`Workspace`); the caller should keep BLAS single-threaded
-    meanwhile (``threadpoolctl``), or the two thread pools fight over the cores.
+    The slices run on the workspace's thread team (see the module docstring); the
+    caller keeps BLAS single-threaded meanwhile (``fastmlp._blas.BlasThreads``).
 
     Parameters
     ----------
-    X : ndarray (N, D), C-contiguous; y : int64 (N,) in [0, C); order : int64 (M,) in [0, N)
+    X : ndarray (N, D), C-contiguous; y : int (N,) in [0, C); order : int (M,) in [0, N)
+        ``y`` and ``order`` are copied into the workspace before use.
     W1 (D, H), b1 (H,), W2 (H, C), b2 (C,) : ndarrays of X's dtype, updated in place
     workspace : Workspace
         Scratch of the same dtype and sizes.
     lr, reg : float
         ``2 * lr * reg`` must be < 1.
+    main_thread : bool, default False
+        The caller is Python's main thread: let signals (Ctrl-C) through between
+        segments. On KeyboardInterrupt the weights are those after a complete step.
 
     Returns
     -------
@@ -210,123 +574,132 @@ def sgd_epoch(const floating[:, ::1] X, const int64_t[::1] y, const int64_t[::1]
         Summed cross-entropy of every batch at the weights that batch saw.
     n_correct : int
         Correct argmax predictions counted in the same forward passes.
+
+    ``workspace.steps`` is then the number of steps taken: all the epoch's, unless
+    Ctrl-C or interpreter exit stopped it.
     """
     cdef Py_ssize_t N = X.shape[0], D = X.shape[1], H = W1.shape[1], C = W2.shape[1]
-    cdef Py_ssize_t B = workspace.batch_size
-    cdef int S = <int> workspace.n_slices
-    cdef Py_ssize_t Hs = H // S
-    cdef Py_ssize_t Wc = workspace.gemm_columns
-    cdef Py_ssize_t n_blocks = (Hs + Wc - 1) // Wc
     if W1.shape[0] != D or b1.shape[0] != H or W2.shape[0] != H or b2.shape[0] != C:
         raise ValueError("weights do not fit X: need W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)")
-    if y.shape[0] != N:
-        raise ValueError(f"y must have one label per row of X ({N}), got {y.shape[0]}")
+    if np.ndim(y) != 1 or len(y) != N:
+        raise ValueError(f"y must have one label per row of X ({N}), got shape {np.shape(y)}")
+    if np.ndim(order) != 1:
+        raise ValueError(f"order must be 1-D, got shape {np.shape(order)}")
     workspace.check(D, H, C, np.asarray(W1).dtype)
-    # Indices are trusted inside the nogil block (bounds checks are off), so check them here.
-    if order.shape[0] and (np.min(order) < 0 or np.max(order) >= N):
+    # Private copies, checked here: the nogil step indexes with them, bounds unchecked.
+    labels, rows = workspace.private_indices(y, order)
+    if rows.shape[0] and (rows.min() < 0 or rows.max() >= N):
         raise IndexError(f"order must index rows of X in [0, {N})")
-    if N and (np.min(y) < 0 or np.max(y) >= C):
+    if N and (labels.min() < 0 or labels.max() >= C):
         raise ValueError(f"y must hold labels in [0, {C})")
     cdef double decay = 1.0 - 2.0 * lr * reg
     if not decay > 0:
         raise ValueError(f"2 * lr * reg must be < 1 (got {2 * lr * reg}): the L2 decay factor "
                          f"1 - 2 lr reg must stay positive")
+    if not (lr > 0 and lr < float("inf")):
+        raise ValueError(f"lr must be a positive finite number, got {lr}")
 
+    cdef const int64_t[::1] y_mv = labels
+    cdef const int64_t[::1] order_mv = rows
     cdef floating[:, :, ::1] Xb = workspace.X_batch
     cdef int64_t[:, ::1] yb = workspace.y_batch
     cdef floating[:, :, ::1] R = workspace.hidden
     cdef floating[:, :, ::1] dR = workspace.d_hidden
-    cdef floating[:, :, :, ::1] Zpart = workspace.logits
+    cdef floating[:, :, :, ::1] shares = workspace.logits
     cdef floating[:, :, ::1] G = workspace.grad
     cdef floating[::1] db1 = workspace.d_b1
     cdef floating[::1] db2 = workspace.d_b2
-    cdef double[::1] totals = workspace.totals
 
-    cdef floating step = <floating> lr
-    cdef Py_ssize_t M = order.shape[0]
-    cdef Py_ssize_t n_batches = (M + B - 1) // B
-    # Private to each thread (assigned inside the parallel block):
-    cdef int t, team, sl, p, q
-    cdef Py_ssize_t batch, nb, h0, k, c
-    cdef double loss, s1, s2   # W1 = s1 * V1 and W2 = s2 * V2 (see the docstring)
+    cdef EpochArgs a
+    a.net = network(workspace, W1, b1, W2, b2)
+    a.X = &X[0, 0] if N else NULL
+    a.y = &y_mv[0] if N else NULL
+    a.order = &order_mv[0] if order_mv.shape[0] else NULL
+    a.M = order_mv.shape[0]
+    a.B = workspace.batch_size
+    a.n_batches = (a.M + a.B - 1) // a.B
+    a.X_batch = &Xb[0, 0, 0]
+    a.y_batch = &yb[0, 0]
+    a.hidden = &R[0, 0, 0]
+    a.d_hidden = &dR[0, 0, 0]
+    a.shares = &shares[0, 0, 0, 0]
+    a.grad = &G[0, 0, 0]
+    a.d_b1 = &db1[0]
+    a.d_b2 = &db2[0]
+    a.lr = lr
+    a.decay = decay
+    a.scale = 1
+    a.loss = 0
+    a.correct = 0
+    a.team = workspace.ready_team()
+    cdef team_task task = epoch_segment_f64 if floating is double else epoch_segment_f32
+    cdef ThreadChoice* choice = &workspace.choice
+    cdef int mode, signalled = 0, team_members = workspace.team_members()
+    cdef double started
 
-    totals[0] = 0
-    totals[1] = 0
-    with nogil, parallel(num_threads=S):
-        # OpenMP may give fewer threads than asked (nested in another team, say):
-        # thread t then owns slices t, t + team, ..., and the result is the same.
-        t = threadid()
-        team = team_size()
-        s1 = 1
-        s2 = 1
-        gather_part(X, y, order, 0, B, Xb[0], yb[0], t, team)
-        team_barrier()
-        for batch in range(n_batches):
-            nb = min(B, M - batch * B)
-            p = batch % 2
-            q = batch % 3
+    with nogil:
+        fastmlp_running_add(1)
+        a.first = 0
+        while a.first < a.n_batches and not fastmlp_is_stopping():
+            mode = choose_mode(choice)
+            a.last = min(a.n_batches, a.first + choice.segment_steps)
+            started = team_clock()
+            team_run(a.team, team_members if mode else 1, task, &a)
+            record_segment(choice, mode, team_clock() - started, a.last - a.first)
+            a.first = a.last
+            if main_thread and a.first < a.n_batches:
+                with gil:
+                    signalled = check_signals()
+                if signalled:
+                    break
+        fold_scale(&a.net, a.scale, <floating*> NULL)
+        fastmlp_running_add(-1)
+    workspace.steps = a.first
+    if signalled:
+        raise_pending()
+    return a.loss, int(a.correct)
 
-            # Forward, slice by slice: R_s = relu(Xb @ W1[:, h0:h0+Hs] + b1[h0:h0+Hs]) and
-            # the slice's share of the logits, Zpart_s = R_s @ W2[h0:h0+Hs] (+ b2 in share 0).
-            sl = t
-            while sl < S:
-                slice_forward(Xb[q, :nb], W1, b1, W2, b2, sl * Hs, Wc, s1, s2, R[sl, :nb], Zpart[p, sl, :nb])
-                sl = sl + team
 
-            # This thread's part of the next batch's rows, into the buffer read two steps ago.
-            if batch + 1 < n_batches:
-                gather_part(X, y, order, batch + 1, B, Xb[(batch + 1) % 3], yb[(batch + 1) % 3], t, team)
+# ------------------------------------------------------------------ forward only
 
-            # The one exchange per step. The shares are double-buffered by step parity:
-            # one is overwritten two steps later, after the next barrier, by which time
-            # every thread has finished reading it.
-            team_barrier()
+cdef struct ForwardArgs:
+    Network net
+    team* team
+    const void* X
+    Py_ssize_t N, B
+    void* hidden
+    void* shares
+    void* out
 
-            # Every thread sums the shares in slice order, so all hold the same logits;
-            # then G = softmax(A2) - onehot(y) (thread 0 also keeps the score).
-            sum_shares(Zpart[p, :, :nb], G[t, :nb])
-            if t == 0:
-                totals[1] += count_correct(G[t, :nb], yb[q, :nb])
-            loss = softmax_xent_grad(G[t, :nb], yb[q, :nb])
-            if t == 0:
-                totals[0] += loss
-                column_sums(G[t, :nb], db2)
-                l2_sgd_update(b2, db2, step, <floating> 0)
 
-            # Backward, slice by slice, with the old W2 rows: dR_s = G @ W2[h0:h0+Hs].T;
-            # update those rows; dA1_s = dR_s * [R_s > 0]; update W1[:, h0:h0+Hs], b1.
-            # With the decay in the scale (s := s * decay), the update of V is -(lr / s) * grad.
-            sl = t
-            while sl < S:
-                h0 = sl * Hs
-                gemm(False, True, <int> nb, <int> Hs, <int> C, <floating> s2,
-                     &G[t, 0, 0], <int> C, &W2[h0, 0], <int> C, <floating> 0, &dR[sl, 0, 0], <int> Hs)
-                gemm(True, False, <int> Hs, <int> C, <int> nb, <floating> (-lr / (s2 * decay)),
-                     &R[sl, 0, 0], <int> Hs, &G[t, 0, 0], <int> C, <floating> 1, &W2[h0, 0], <int> C)
-                relu_backward(dR[sl, :nb], R[sl, :nb])
-                for k in range(n_blocks):
-                    c = k * Wc
-                    gemm(True, False, <int> D, <int> min(Wc, Hs - c), <int> nb, <floating> (-lr / (s1 * decay)),
-                         &Xb[q, 0, 0], <int> D, &dR[sl, 0, c], <int> Hs,
-                         <floating> 1, &W1[0, h0 + c], <int> H)
-                column_sums(dR[sl, :nb], db1[h0:h0 + Hs])
-                l2_sgd_update(b1[h0:h0 + Hs], db1[h0:h0 + Hs], step, <floating> 0)
-                sl = sl + team
-            s1 *= decay
-            s2 *= decay
+cdef inline void forward_blocks(ForwardArgs* a, int member, int n_members,
+                                floating* tag) noexcept nogil:
+    """out := relu(X W1 + b1) W2 + b2 in blocks of B rows, slices as in the step."""
+    cdef Network* net = &a.net
+    cdef Py_ssize_t D = net.D, C = net.C, S = net.S, Hs = net.Hs, B = a.B
+    cdef Py_ssize_t n_blocks = (a.N + B - 1) // B, block, start, nb, p, sl
+    cdef floating* shares = <floating*> a.shares
+    for block in range(n_blocks):
+        start = block * B
+        nb = min(B, a.N - start)
+        p = block % 2
+        sl = member
+        while sl < S:
+            slice_forward(net, <const floating*> a.X + start * D, nb, sl, 1,
+                          <floating*> a.hidden + sl * B * Hs, shares + (p * S + sl) * B * C)
+            sl += n_members
+        # As in the step: shares double-buffered by parity, one barrier per block.
+        team_barrier(a.team, n_members)
+        if member == 0:
+            sum_shares(shares + p * S * B * C, S, B * C, nb * C, <floating*> a.out + start * C)
 
-            # Each thread owns its slices, so it writes its scales back without waiting.
-            if s1 < 0.5 or s2 < 0.5 or batch + 1 == n_batches:
-                sl = t
-                while sl < S:
-                    h0 = sl * Hs
-                    scale_columns(W1, h0, h0 + Hs, s1)
-                    scale_columns(W2[h0:h0 + Hs], 0, C, s2)
-                    sl = sl + team
-                s1 = 1
-                s2 = 1
 
-    return totals[0], int(totals[1])
+cdef void forward_blocks_f64(void* args, int member, int n_members) noexcept nogil:
+    forward_blocks(<ForwardArgs*> args, member, n_members, <double*> NULL)
+
+
+cdef void forward_blocks_f32(void* args, int member, int n_members) noexcept nogil:
+    forward_blocks(<ForwardArgs*> args, member, n_members, <float*> NULL)
 
 
 def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const floating[::1] b1,
@@ -336,7 +709,9 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
 
     The forward half of the training step, over consecutive blocks of
     ``workspace.batch_size`` rows of X (no gather: the rows are contiguous). It
-    evaluates the test set during a fit without waking BLAS's own threads.
+    evaluates the test set during a fit without waking BLAS's own threads, with
+    the thread count the workspace's choice currently prefers. The weights are
+    only read.
 
     Parameters
     ----------
@@ -350,35 +725,25 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
     out
     """
     cdef Py_ssize_t N = X.shape[0], D = X.shape[1], H = W1.shape[1], C = W2.shape[1]
-    cdef Py_ssize_t B = workspace.batch_size
-    cdef int S = <int> workspace.n_slices
-    cdef Py_ssize_t Hs = H // S
-    cdef Py_ssize_t Wc = workspace.gemm_columns
     if (W1.shape[0] != D or b1.shape[0] != H or W2.shape[0] != H or b2.shape[0] != C
             or out.shape[0] != N or out.shape[1] != C):
         raise ValueError("shapes do not fit: need X (N, D), W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), out (N, C)")
     workspace.check(D, H, C, np.asarray(W1).dtype)
-
+    if N == 0:
+        return np.asarray(out)
     cdef floating[:, :, ::1] R = workspace.hidden
-    cdef floating[:, :, :, ::1] Zpart = workspace.logits
-    cdef Py_ssize_t n_batches = (N + B - 1) // B
-    cdef int t, team, sl, p
-    cdef Py_ssize_t batch, start, nb
-
-    with nogil, parallel(num_threads=S):
-        t = threadid()
-        team = team_size()
-        for batch in range(n_batches):
-            start = batch * B
-            nb = min(B, N - start)
-            p = batch % 2
-            sl = t
-            while sl < S:
-                slice_forward(X[start:start + nb], W1, b1, W2, b2, sl * Hs, Wc, 1, 1,
-                              R[sl, :nb], Zpart[p, sl, :nb])
-                sl = sl + team
-            # As in sgd_epoch: shares double-buffered by parity, one barrier per block.
-            team_barrier()
-            if t == 0:
-                sum_shares(Zpart[p, :, :nb], out[start:start + nb])
+    cdef floating[:, :, :, ::1] shares = workspace.logits
+    cdef ForwardArgs a
+    a.net = network(workspace, W1, b1, W2, b2)
+    a.team = workspace.ready_team()
+    a.X = &X[0, 0]
+    a.N = N
+    a.B = workspace.batch_size
+    a.hidden = &R[0, 0, 0]
+    a.shares = &shares[0, 0, 0, 0]
+    a.out = &out[0, 0]
+    cdef team_task task = forward_blocks_f64 if floating is double else forward_blocks_f32
+    cdef int members = workspace.team_members() if workspace.choice.mode else 1
+    with nogil:
+        team_run(a.team, members, task, &a)
     return np.asarray(out)

@@ -68,8 +68,9 @@ def _labels(y, n_rows, n_classes):
 
 
 def _bias_relu_mv(floating[:, ::1] Z, const floating[::1] b):
-    with nogil:
-        _bias_relu(Z, b)
+    if Z.shape[0] and Z.shape[1]:
+        with nogil:
+            _bias_relu(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1])
 
 
 def bias_relu(Z, b):
@@ -94,8 +95,9 @@ def bias_relu(Z, b):
 
 
 def _relu_backward_mv(floating[:, ::1] dR, const floating[:, ::1] R):
-    with nogil:
-        _relu_backward(dR, R)
+    if dR.shape[0] and dR.shape[1]:
+        with nogil:
+            _relu_backward(&dR[0, 0], &R[0, 0], dR.shape[0] * dR.shape[1])
 
 
 def relu_backward(dR, R):
@@ -122,9 +124,10 @@ def relu_backward(dR, R):
 
 
 def _softmax_xent_grad_mv(floating[:, ::1] Z, const int64_t[::1] y):
-    cdef double loss
-    with nogil:
-        loss = _softmax_xent_grad(Z, y)
+    cdef double loss = 0
+    if Z.shape[0]:
+        with nogil:
+            loss = _softmax_xent_grad(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1])
     return loss
 
 
@@ -153,8 +156,9 @@ def softmax_xent_grad(Z, y):
 
 
 def _l2_sgd_update_mv(floating[::1] W, const floating[::1] G, double lr, double reg):
-    with nogil:
-        _l2_sgd_update(W, G, <floating> lr, <floating> reg)
+    if W.shape[0]:
+        with nogil:
+            _l2_sgd_update(&W[0], &G[0], W.shape[0], <floating> lr, <floating> reg)
 
 
 def l2_sgd_update(W, G, lr, reg):
@@ -182,9 +186,10 @@ def l2_sgd_update(W, G, lr, reg):
 
 
 def _count_correct_mv(const floating[:, ::1] Z, const int64_t[::1] y):
-    cdef Py_ssize_t n
-    with nogil:
-        n = _count_correct(Z, y)
+    cdef Py_ssize_t n = 0
+    if Z.shape[0]:
+        with nogil:
+            n = _count_correct(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1])
     return n
 
 
@@ -207,8 +212,9 @@ def count_correct(Z, y):
 
 
 def _column_sums_mv(const floating[:, ::1] G, floating[::1] out):
-    with nogil:
-        _column_sums(G, out)
+    if G.shape[1]:
+        with nogil:
+            _column_sums(&G[0, 0], G.shape[0], G.shape[1], &out[0])
 
 
 def column_sums(G, out):

@@ -24,6 +24,7 @@ def readme_block(marker):
     return match.group(1)
 
 
+@pytest.mark.slow  # 200 epochs and a plot in a fresh interpreter
 def test_runnable_example_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-c", readme_block("runnable-example")], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300,

@@ -1,11 +1,14 @@
-"""Threads in the compiled step: hidden-unit slices on OpenMP threads, GEMM column blocks,
-the lazy L2 decay, bitwise reproducibility, the slice count, BLAS thread limits and memory."""
+"""Threads in the compiled step: hidden-unit slices on fastmlp's thread team, GEMM column
+blocks, the lazy L2 decay, bitwise reproducibility whatever the threads, the slice count,
+thread and BLAS limits, fork, interpreter exit, Ctrl-C and memory."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -15,21 +18,23 @@ from numpy.testing import assert_allclose
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastmlp
-from fastmlp import _sgd, _threads, reference
+from fastmlp import _blas, _sgd, _threads, reference
 from _helpers import random_problem
 
 NAMES = ("W1", "b1", "W2", "b2")
 REPO = Path(fastmlp.__file__).resolve().parent.parent
 
-needs_openmp = pytest.mark.skipif(not _sgd.OPENMP, reason="build without OpenMP: one slice only")
+def _compiled(X, y, order, init, batch, lr, reg, n_slices=1, gemm_columns=None, epochs=1,
+              threads=None):
+    """Copies of ``init`` after ``epochs`` compiled epochs; returns (params, [(loss, correct)...]).
 
-
-def _compiled(X, y, order, init, batch, lr, reg, n_slices=1, gemm_columns=None, epochs=1):
-    """Copies of ``init`` after ``epochs`` compiled epochs; returns (params, [(loss, correct)...])."""
+    ``threads=None`` lets the workspace choose its threads (adaptive); an int runs every
+    segment on exactly that many (the whole team when it equals ``n_slices``)."""
     params = tuple(p.copy() for p in init)
     D, H = params[0].shape
     C = params[2].shape[1]
-    ws = _sgd.Workspace(batch, D, H, C, X.dtype, n_slices, gemm_columns)
+    ws = _sgd.Workspace(batch, D, H, C, X.dtype, n_slices, gemm_columns,
+                        max_threads=threads, adaptive=threads is None)
     results = [_sgd.sgd_epoch(X, y, order, *params, ws, lr, reg) for _ in range(epochs)]
     return params, results
 
@@ -49,8 +54,6 @@ def _assert_matches_reference(got, loss, correct, ref, ref_loss, ref_correct, dt
 
 
 def _skip_unless_runnable(n_slices, H):
-    if n_slices > 1 and not _sgd.OPENMP:
-        pytest.skip("build without OpenMP")
     if H % n_slices:
         pytest.skip(f"{n_slices} slices do not divide H={H}")
 
@@ -140,8 +143,7 @@ def test_lazy_decay_two_epochs_match_reference(rng, tol):
     ref = tuple(p.copy() for p in init)
     for _ in range(2):
         reference.sgd_epoch(X, y, order, ref, 0.1, 1.0, 5)
-    S = 2 if _sgd.OPENMP else 1
-    got, _ = _compiled(X, y, order, init, 5, 0.1, 1.0, S, epochs=2)
+    got, _ = _compiled(X, y, order, init, 5, 0.1, 1.0, 2, epochs=2)
     for name, g, r in zip(NAMES, got, ref):
         assert_allclose(g, r, **tol(np.float64, max(1.0, np.max(np.abs(r)))), err_msg=name)
 
@@ -181,7 +183,6 @@ def _determinism_problem(dtype=np.float64):
 DET_ARGS = dict(batch=10, lr=0.05, reg=1.0)
 
 
-@needs_openmp
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("gemm_columns", [None, 8])
 def test_two_slices_bitwise_reproducible(dtype, gemm_columns):
@@ -197,7 +198,7 @@ def test_fit_n_threads_bitwise_reproducible():
     rng = np.random.default_rng(5)
     X = rng.standard_normal((120, 10))
     y = rng.integers(0, 4, size=120)
-    assert _threads.n_slices(2, 32, _sgd.OPENMP) == (2 if _sgd.OPENMP else 1)
+    assert _threads.n_slices(2, 32) == 2
     kw = dict(hidden=32, epochs=3, batch_size=16, lr=0.01, reg=0.05, seed=9, n_threads=2)
     a = fastmlp.fit(X, y, **kw)
     b = fastmlp.fit(X, y, **kw)
@@ -206,61 +207,44 @@ def test_fit_n_threads_bitwise_reproducible():
     assert a.history == b.history
 
 
-_SUBPROCESS_SCRIPT = textwrap.dedent("""
-    import ctypes
-    import sys
-    import numpy as np
-    from threadpoolctl import threadpool_info
-    from fastmlp import _sgd
-    from fastmlp._threads import BlasThreads
-
-    # The limit must really be in force in this process (libgomp / libomp read it at start).
-    for lib in threadpool_info():
-        if lib["user_api"] == "openmp":
-            limit = ctypes.CDLL(lib["filepath"]).omp_get_thread_limit()
-            assert limit == int(sys.argv[3]), (lib["filepath"], limit)
-
-    rng = np.random.default_rng(2024)
-    N, D, H, C = 97, 13, 32, 5
-    X = rng.standard_normal((N, D))
-    y = rng.integers(0, C, size=N).astype(np.int64)
-    params = (rng.standard_normal((D, H)) * np.sqrt(2 / D), 0.1 * rng.standard_normal(H),
-              rng.standard_normal((H, C)) * np.sqrt(2 / H), 0.1 * rng.standard_normal(C))
-    order = rng.permutation(N).astype(np.int64)
-    ws = _sgd.Workspace(10, D, H, C, np.float64, int(sys.argv[2]))
-    with BlasThreads().single():
-        losses = [_sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 1.0) for _ in range(2)]
-    np.savez(sys.argv[1], W1=params[0], b1=params[1], W2=params[2], b2=params[3],
-             losses=np.array(losses, dtype=np.float64))
-""")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("n_slices,threads", [(2, 1), (4, 1), (4, 2), (4, 3), (3, 2)])
+def test_slices_on_fewer_threads_bitwise_equal(n_slices, threads, dtype):
+    """One thread running every slice (as on a busy machine, or in a build without
+    threads), or a team smaller than the slice count (3 threads for 4 slices: unevenly),
+    gives the weights of the full team to the bit, and so does the adaptive choice."""
+    X, y, order, init = _determinism_problem(dtype)
+    X = np.ascontiguousarray(X[:, :12])
+    init = tuple(np.ascontiguousarray(p) for p in (init[0][:12, :24], init[1][:24], init[2][:24], init[3]))
+    team, team_results = _compiled(X, y, order, init, n_slices=n_slices, epochs=2,
+                                   threads=n_slices, **DET_ARGS)
+    for threads_used in (threads, None):
+        fewer, results = _compiled(X, y, order, init, n_slices=n_slices, epochs=2,
+                                   threads=threads_used, **DET_ARGS)
+        assert results == team_results
+        for name, a, b in zip(NAMES, team, fewer):
+            assert np.array_equal(a, b), (name, threads_used)
 
 
-@needs_openmp
-@pytest.mark.parametrize("thread_limit,n_slices", [(1, 2), (1, 4), (3, 4), (2, 4)],
-                         ids=["limit1-S2", "limit1-S4", "limit3-S4", "limit2-S4"])
-def test_slices_on_a_smaller_team_bitwise_equal(thread_limit, n_slices, tmp_path):
-    """Under OMP_THREAD_LIMIT a thread runs several slices (with a team of 3 for 4 slices,
-    unevenly); the weights must not change by a bit from those of the full team."""
-    out = tmp_path / "weights.npz"
-    script = tmp_path / "run.py"
-    script.write_text(_SUBPROCESS_SCRIPT)
-    env = dict(os.environ)
-    env["OMP_THREAD_LIMIT"] = str(thread_limit)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, str(script), str(out), str(n_slices), str(thread_limit)],
-                          env=env, cwd=str(REPO), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-
-    X, y, order, init = _determinism_problem(np.float64)
-    with _threads.BlasThreads().single():
-        here, results = _compiled(X, y, order, init, n_slices=n_slices, epochs=2, **DET_ARGS)
-    with np.load(out) as there:
-        for name, p in zip(NAMES, here):
-            assert np.array_equal(there[name], p), name
-        assert np.array_equal(there["losses"], np.array(results, dtype=np.float64))
+def test_adaptive_choice_measures_both_modes():
+    """The adaptive workspace times a segment on one thread and on the team, then keeps
+    the faster (on a machine with threads)."""
+    X, y, order, init = _determinism_problem()
+    ws = _sgd.Workspace(10, 13, 32, 5, np.float64, 2)
+    params = tuple(p.copy() for p in init)
+    for _ in range(3):
+        _sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 1.0)
+    choice = ws.thread_choice
+    if not _sgd.THREADS:
+        assert choice["threads"] == 1 and ws.threads == 1
+        return
+    per_step = choice["seconds_per_step"]
+    assert set(per_step) == {1, 2} and all(t > 0 for t in per_step.values()), choice
+    faster = min(per_step, key=per_step.get)
+    assert choice["threads"] in (1, 2)
+    assert ws.steps == 10
 
 
-@needs_openmp
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_concurrent_python_threads_bitwise_equal_to_sequential(dtype):
     """Two Python threads each run sliced epochs at the same time (the GIL is released)."""
@@ -299,55 +283,59 @@ def test_concurrent_python_threads_bitwise_equal_to_sequential(dtype):
 
 # -------------------------------------------------------------------- 4. the slice count
 
-@pytest.mark.parametrize("n_threads,hidden,openmp,expected", [
-    (2, 128, True, 2),
-    (3, 128, True, 2),     # 3 does not divide 128
-    (2, 7, True, 1),       # hidden // 8 == 0: one slice
-    (2, 15, True, 1),      # two slices would have 7 units (< 8)
-    (2, 16, True, 2),      # exactly 8 units each
-    (4, 16, True, 2),      # capped by hidden // 8
-    (4, 24, True, 3),
-    (8, 8, True, 1),
-    (1, 128, True, 1),
-    (64, 128, True, 16),   # 16 slices of 8
-    (6, 40, True, 5),      # capped by 40 // 8 == 5, which divides 40
-    (7, 56, True, 7),
-    (2, 128, False, 1),    # no OpenMP
-    (16, 128, False, 1),
+@pytest.mark.parametrize("n_threads,hidden,expected", [
+    (2, 128, 2),
+    (3, 128, 2),     # 3 does not divide 128
+    (2, 7, 1),       # hidden // 8 == 0: one slice
+    (2, 15, 1),      # two slices would have 7 units (< 8)
+    (2, 16, 2),      # exactly 8 units each
+    (4, 16, 2),      # capped by hidden // 8
+    (4, 24, 3),
+    (8, 8, 1),
+    (1, 128, 1),
+    (64, 128, 16),   # 16 slices of 8
+    (6, 40, 5),      # capped by 40 // 8 == 5, which divides 40
+    (7, 56, 7),
 ])
-def test_n_slices(n_threads, hidden, openmp, expected):
-    assert _threads.n_slices(n_threads, hidden, openmp) == expected
+def test_n_slices(n_threads, hidden, expected):
+    assert _threads.n_slices(n_threads, hidden) == expected
+
+
+def _rule(n_threads, hidden):
+    """The documented rule: the largest count <= n_threads dividing hidden with >= 8 units each."""
+    ok = [c for c in range(1, n_threads + 1) if hidden % c == 0 and hidden // c >= 8]
+    return max(ok) if ok else 1
 
 
 def test_n_slices_rule_exhaustive():
-    """The documented rule: the largest count <= n_threads dividing hidden with >= 8 units each."""
     for n_threads in range(1, 10):
         for hidden in range(1, 130):
-            got = _threads.n_slices(n_threads, hidden, True)
-            ok = [c for c in range(1, n_threads + 1) if hidden % c == 0 and hidden // c >= 8]
-            assert got == (max(ok) if ok else 1), (n_threads, hidden)
+            got = _threads.n_slices(n_threads, hidden)
+            assert got == _rule(n_threads, hidden), (n_threads, hidden)
             assert type(got) is int
 
 
-def test_n_slices_default_uses_available_cores():
+def test_n_slices_default_uses_available_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("FASTMLP_NUM_THREADS", raising=False)
     cores = _threads.available_cores()
     assert cores >= 1
-    assert _threads.n_slices(None, 8 * 64, True) == _threads.n_slices(cores, 8 * 64, True)
-    assert _threads.n_slices(None, 8 * 64, False) == 1
+    assert _threads.default_threads() == min(cores, _sgd.thread_limit() or cores)
+    for hidden in (8 * 64, 128, 24):
+        assert _threads.n_slices(None, hidden) == _rule(_threads.default_threads(), hidden)
 
 
-@pytest.mark.parametrize("openmp", [True, False])
-def test_n_slices_rejects_bad_n_threads(openmp):
+def test_n_slices_rejects_bad_n_threads():
     with pytest.raises(ValueError, match="n_threads"):
-        _threads.n_slices(0, 128, openmp)
+        _threads.n_slices(0, 128)
     with pytest.raises(ValueError, match="n_threads"):
-        _threads.n_slices(-2, 128, openmp)
+        _threads.n_slices(-2, 128)
     with pytest.raises(TypeError, match="n_threads"):
-        _threads.n_slices("2", 128, openmp)
+        _threads.n_slices("2", 128)
     with pytest.raises(TypeError, match="n_threads"):
-        _threads.n_slices(2.0, 128, openmp)
+        _threads.n_slices(2.0, 128)
     with pytest.raises(TypeError, match="n_threads"):
-        _threads.n_slices(True, 128, openmp)
+        _threads.n_slices(True, 128)
 
 
 @pytest.mark.parametrize("n_threads,exc", [(0, ValueError), ("2", TypeError)])
@@ -374,7 +362,7 @@ def blas_at_two():
 
 def test_blas_single_holds_one_thread_and_restores(blas_at_two):
     before = blas_at_two
-    with _threads.BlasThreads().single():
+    with _blas.BlasThreads().single():
         inside = _blas_threads()
         assert set(inside) == set(before)
         assert all(n == 1 for n in inside.values()), inside
@@ -384,7 +372,7 @@ def test_blas_single_holds_one_thread_and_restores(blas_at_two):
 def test_blas_single_restores_after_an_exception(blas_at_two):
     before = blas_at_two
     with pytest.raises(RuntimeError, match="boom"):
-        with _threads.BlasThreads().single():
+        with _blas.BlasThreads().single():
             assert all(n == 1 for n in _blas_threads().values())
             raise RuntimeError("boom")
     assert _blas_threads() == before
@@ -392,7 +380,7 @@ def test_blas_single_restores_after_an_exception(blas_at_two):
 
 def test_blas_single_nested_restores_each_level(blas_at_two):
     before = blas_at_two
-    blas = _threads.BlasThreads()
+    blas = _blas.BlasThreads()
     with blas.single():
         with blas.single():
             assert all(n == 1 for n in _blas_threads().values())
@@ -494,21 +482,11 @@ def test_workspace_gemm_columns_clipped_to_slice(n_slices, gemm_columns, expecte
     assert ws.batch_size == 10
 
 
-@needs_openmp
 def test_workspace_with_slices_sizes():
     ws = _sgd.Workspace(10, 5, 24, 3, np.float64, 4)
     assert ws.n_slices == 4 and ws.gemm_columns == 6
     assert ws.hidden.shape == (4, 10, 6) and ws.d_hidden.shape == (4, 10, 6)
     assert ws.logits.shape == (2, 4, 10, 3) and ws.grad.shape == (4, 10, 3)
-
-
-def test_sgd_epoch_with_slices_refused_without_openmp(rng):
-    if _sgd.OPENMP:
-        pytest.skip("this build has OpenMP: several slices are allowed")
-    X, y, init = random_problem(rng, 10, 3, 8, 2, np.float64)
-    ws = _sgd.Workspace(4, 3, 8, 2, np.float64, 2)
-    with pytest.raises(ValueError, match="OpenMP"):
-        _sgd.sgd_epoch(X, y, np.arange(10, dtype=np.int64), *init, ws, 0.1, 0.0)
 
 
 @pytest.mark.parametrize("B,D,Hs,expected", [
@@ -518,9 +496,9 @@ def test_sgd_epoch_with_slices_refused_without_openmp(rng):
     (30, 100, 400, 320),  # 333 -> 320
 ])
 def test_gemm_columns_heuristic(B, D, Hs, expected):
-    got = _sgd.gemm_columns(B, D, Hs)
+    got = _blas.gemm_columns(B, D, Hs)
     assert got == expected
-    assert got == Hs or (got % 16 == 0 and B * D * got <= _sgd.SMALL_GEMM_VOLUME)
+    assert got == Hs or (got % 16 == 0 and B * D * got <= _blas.SMALL_GEMM_VOLUME)
 
 
 def test_overlapping_single_blas_restores_counts_once_all_leave():
@@ -529,7 +507,7 @@ def test_overlapping_single_blas_restores_counts_once_all_leave():
 
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from fastmlp._threads import BlasThreads
+    from fastmlp._blas import BlasThreads
 
     with threadpool_limits(2, user_api="blas"):
         before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
@@ -581,19 +559,176 @@ def test_forward_logits_checks_shapes():
         _sgd.forward_logits(np.ones((5, 3)), np.ones((3, 8)), b1, W2, b2, ws, np.empty((5, 2)))
 
 
-def test_default_thread_count_follows_openmp_limits():
-    """n_threads=None respects OMP_NUM_THREADS-style limits (joblib's workers set them)."""
-    assert _threads.n_slices(None, 128, True, openmp_limit=1) == 1
-    assert _threads.n_slices(None, 128, True, openmp_limit=64) == min(_threads.available_cores(), 64)
-    assert _threads.n_slices(2, 128, True, openmp_limit=1) == 2  # an explicit count wins
-    if not _sgd.OPENMP:
-        pytest.skip("build without OpenMP")
+def _trainer_slices(hidden=64):
     from fastmlp._fit import Trainer
+    return Trainer("cython", 30, 20, hidden, 3, np.float64, None).workspace.n_slices
 
-    def slices():
-        return Trainer("cython", 30, 20, 64, 3, np.float64, None).workspace.n_slices
 
-    with threadpool_limits(1, user_api="openmp"):
-        assert _sgd.max_threads() == 1
-        assert slices() == 1
-    assert slices() == _threads.n_slices(None, 64, True, _sgd.max_threads())
+@pytest.mark.parametrize("variable", ["OMP_NUM_THREADS", "FASTMLP_NUM_THREADS"])
+def test_default_thread_count_follows_environment(variable, monkeypatch):
+    """n_threads=None respects OMP_NUM_THREADS (joblib's and Dask's workers set it) and
+    FASTMLP_NUM_THREADS; an explicit n_threads wins."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("FASTMLP_NUM_THREADS", raising=False)
+    monkeypatch.setenv(variable, "1")
+    assert _threads.default_threads() == 1
+    assert _trainer_slices() == 1
+    assert _threads.n_slices(2, 128) == 2
+    monkeypatch.setenv(variable, "3,2")   # OpenMP's nested form: the first level counts
+    assert _threads.default_threads() == min(3, _threads.available_cores(), _sgd.thread_limit() or 3)
+    monkeypatch.setenv(variable, "not a number")
+    assert _threads.default_threads() == min(_threads.available_cores(), _sgd.thread_limit() or 10**9)
+
+
+def test_threadpoolctl_sees_and_limits_the_team(monkeypatch):
+    """threadpoolctl lists fastmlp's team and threadpool_limits limits it, like OpenMP's."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("FASTMLP_NUM_THREADS", raising=False)
+    ours = [lib for lib in threadpool_info() if lib["user_api"] == "fastmlp"]
+    assert len(ours) == 1 and ours[0]["version"] == fastmlp.__version__
+    with threadpool_limits(1):
+        assert _sgd.thread_limit() == 1
+        assert _trainer_slices() == 1
+        ws = _sgd.Workspace(10, 13, 32, 5, np.float64, 2, adaptive=False)
+        X, y, order, init = _determinism_problem()
+        _sgd.sgd_epoch(X, y, order, *(p.copy() for p in init), ws, 0.05, 1.0)
+        assert ws.thread_choice["seconds_per_step"][2] > 0   # the team mode ran, on one thread
+    assert _sgd.thread_limit() in (0, _threads.available_cores())
+    assert _trainer_slices() == _rule(_threads.default_threads(), 64)
+
+
+def test_fit_weights_start_on_a_cache_line():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    y = np.arange(40) % 3
+    model = fastmlp.fit(X, y, hidden=16, epochs=1)
+    for name in NAMES:
+        assert getattr(model, name).ctypes.data % 64 == 0, name
+    ws = _sgd.Workspace(10, 5, 16, 3, np.float32, 2)
+    for buffer in (ws.X_batch, ws.hidden, ws.d_hidden, ws.logits, ws.grad):
+        assert buffer.ctypes.data % 64 == 0
+
+
+# ---------------------------------------------------- 8. fork, interpreter exit and Ctrl-C
+
+def _run_python(code, timeout=120, **kwargs):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=str(REPO),
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def test_fit_in_a_fork_child_after_a_threaded_fit():
+    """GNU OpenMP hangs here; fastmlp's team starts afresh in the child, with the
+    parent's result (the slice count, not the threads, fixes it)."""
+    proc = _run_python("""
+        import multiprocessing as mp, numpy as np, fastmlp
+        from concurrent.futures import ProcessPoolExecutor
+
+        def job(seed):
+            rng = np.random.default_rng(seed)
+            X = rng.standard_normal((300, 20)); y = rng.integers(0, 3, 300)
+            m = fastmlp.fit(X, y, hidden=32, epochs=3, n_threads=2, seed=seed, lr=1e-3)
+            return m.W1
+
+        parent = job(1)                       # the parent's team exists now
+        with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+            children = list(pool.map(job, [1, 1, 2]))
+        assert np.array_equal(children[0], parent) and np.array_equal(children[1], parent)
+        assert not np.array_equal(children[2], parent)
+        print("ok")
+    """, timeout=60)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+def test_grid_search_on_joblib_multiprocessing_after_a_threaded_fit():
+    """joblib's "multiprocessing" backend forks workers: GridSearchCV must complete, with
+    the scores of a sequential run."""
+    proc = _run_python("""
+        import joblib, numpy as np, fastmlp
+        from sklearn.model_selection import GridSearchCV
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((240, 12)); y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+        fastmlp.fit(X, y, hidden=32, epochs=2, n_threads=2)          # the parent's team
+        grid = {"lr": [1e-3, 3e-3]}
+        est = fastmlp.MLPClassifier(hidden=32, epochs=5, random_state=0)
+        with joblib.parallel_backend("multiprocessing", n_jobs=2):
+            forked = GridSearchCV(est, grid, cv=2).fit(X, y)
+        local = GridSearchCV(est, grid, cv=2, n_jobs=1).fit(X, y)
+        assert np.array_equal(forked.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"])
+        print("ok")
+    """, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_interpreter_exit_during_a_fit_in_a_daemon_thread(run):
+    """The main thread returns while a daemon thread trains: exit must be clean, with
+    the main thread's status (fastmlp stops the step before libraries unload)."""
+    proc = _run_python("""
+        import sys, threading, time, numpy as np, fastmlp
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((20000, 200)); y = rng.integers(0, 10, 20000)
+        started = threading.Event()
+        def train():
+            started.set()
+            fastmlp.fit(X, y, hidden=256, epochs=1000, n_threads=2)
+        threading.Thread(target=train, daemon=True).start()
+        started.wait(); time.sleep(0.3 + 0.1 * %d)
+        sys.exit(3)
+    """ % run, timeout=60)
+    assert proc.returncode == 3, (proc.returncode, proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_ctrl_c_stops_an_epoch_after_a_complete_step(dtype):
+    """SIGINT during a long epoch: KeyboardInterrupt reaches the caller before the epoch
+    ends, and the weights are those after a whole number of steps (finite, not torn)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    code = textwrap.dedent("""
+        import numpy as np, fastmlp
+        from fastmlp import _sgd
+        from fastmlp._fit import init_params
+        rng = np.random.default_rng(0)
+        N, D, H, C, B = 6000, 100, 64, 10, 30
+        X = rng.standard_normal((N, D)).astype("%s"); y = rng.integers(0, C, N)
+        init = init_params(rng, D, H, C, X.dtype)
+        params = tuple(p.copy() for p in init)
+        ws = _sgd.Workspace(B, D, H, C, X.dtype, 2)
+        order = np.tile(np.arange(N), 400)     # one epoch of 80,000 steps: seconds
+        print("ready", flush=True)
+        try:
+            _sgd.sgd_epoch(X, y, order, *params, ws, 1e-4, 1e-2, main_thread=True)
+            print("never interrupted")
+        except KeyboardInterrupt:
+            np.savez(%r, ws.steps, *params)
+            print("interrupted", flush=True)
+    """)
+    out = REPO / "tests" / f".ctrl_c_{dtype}_{os.getpid()}.npz"
+    try:
+        child = subprocess.Popen([sys.executable, "-c", code % (dtype, str(out))], env=env,
+                                 cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=60)
+        assert child.returncode == 0 and "interrupted" in stdout, stderr
+        with np.load(out) as saved:
+            steps = int(saved["arr_0"])
+            got = [saved[f"arr_{i}"] for i in range(1, 5)]
+    finally:
+        if out.exists():
+            out.unlink()
+    assert 0 < steps < 80_000
+    # The weights are exactly those after `steps` whole steps.
+    rng = np.random.default_rng(0)
+    N, D, H, C, B = 6000, 100, 64, 10, 30
+    X = rng.standard_normal((N, D)).astype(dtype)
+    y = rng.integers(0, C, N)
+    from fastmlp._fit import init_params
+    params = tuple(p.copy() for p in init_params(rng, D, H, C, X.dtype))
+    ws = _sgd.Workspace(B, D, H, C, X.dtype, 2)
+    _sgd.sgd_epoch(X, y, np.tile(np.arange(N), 400)[:steps * B], *params, ws, 1e-4, 1e-2)
+    for name, a, b in zip(NAMES, got, params):
+        assert np.array_equal(a, b), name

@@ -1,0 +1,102 @@
+"""BLAS, as fastmlp's compiled step uses it: single-threaded while a fit runs, and
+OpenBLAS's small-matrix path where it has one. The one place for both decisions.
+
+The compiled step (``fastmlp._sgd``) calls BLAS from each of fastmlp's threads,
+so BLAS itself must run single-threaded meanwhile: two pools spinning for the
+same cores slow each other down by orders of magnitude. ``threadpoolctl`` finds
+the BLAS libraries loaded in the process; their thread counts are set directly
+around a fit, which costs microseconds (``threadpool_limits`` costs milliseconds).
+"""
+
+import contextlib
+import threading
+
+from threadpoolctl import ThreadpoolController
+
+# OpenBLAS (0.3.16+, on AVX-512 cores) multiplies matrices with m*n*k <= 100**3
+# without packing them first; for the (batch, features) @ (features, columns)
+# products of a step that path is about 1.4x faster than the packed one
+# (benchmarks/gemm_shapes.py measures it). Where the BLAS has it, the two big
+# products of a step are cut into column blocks that fit it.
+SMALL_GEMM_VOLUME = 100 ** 3
+
+# OpenBLAS core types that have that path.
+_SMALL_GEMM_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
+
+
+def gemm_columns(batch_size, n_features, n_columns):
+    """Widest column block (a multiple of 16) of a (batch, features) @ (features, n_columns)
+    product whose volume fits ``SMALL_GEMM_VOLUME``; all ``n_columns`` when none does."""
+    width = SMALL_GEMM_VOLUME // (batch_size * n_features) // 16 * 16
+    return min(width, n_columns) if width >= 16 else n_columns
+
+
+def step_gemm_columns(batch_size, n_features, slice_width):
+    """The column block for a fit's step: ``gemm_columns`` where the BLAS has the
+    small-matrix path, else None (no blocking)."""
+    if BlasThreads.shared().has_small_gemm():
+        return gemm_columns(batch_size, n_features, slice_width)
+    return None
+
+
+class BlasThreads:
+    """The BLAS libraries of this process, to be held single-threaded for a while.
+
+    Fits in several Python threads may overlap: the first to enter :meth:`single`
+    saves the libraries' thread counts and the last to leave restores them.
+    """
+
+    _lock = threading.Lock()
+    _holders = 0
+    _saved = None
+    _instance = None
+
+    def __init__(self):
+        self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
+
+    @classmethod
+    def shared(cls):
+        """One instance per process: finding the libraries takes milliseconds, and the
+        BLAS that fastmlp's step calls (SciPy's) is loaded before the first fit."""
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def has_small_gemm(self):
+        """Whether the BLAS is an OpenBLAS with the small-matrix GEMM path."""
+        return any(getattr(lib, "internal_api", "") == "openblas"
+                   and str(lib.info().get("architecture", "")).lower() in _SMALL_GEMM_CORES
+                   for lib in self._libs)
+
+    @contextlib.contextmanager
+    def single(self):
+        """Run the body with every BLAS library limited to one thread, then restore."""
+        cls = BlasThreads
+        with cls._lock:
+            if cls._holders == 0:
+                cls._saved = [(lib, lib.num_threads) for lib in self._libs]
+                for lib in self._libs:
+                    _set_threads(lib, 1)
+            cls._holders += 1
+        try:
+            yield
+        finally:
+            with cls._lock:
+                cls._holders -= 1
+                if cls._holders == 0:
+                    for lib, n in cls._saved:
+                        _set_threads(lib, n)
+                    cls._saved = None
+
+
+def _set_threads(lib, n):
+    """Set a BLAS library's thread count from whichever Python thread is running.
+
+    threadpoolctl (3.6+) lets only the first Python thread that limited OpenBLAS
+    change it and silently ignores the others; a fit started from a worker thread
+    must still get single-threaded BLAS (or two thread pools fight over the cores),
+    so its unguarded setter is used where it has one.
+    """
+    setter = getattr(lib, "_real_set_num_threads", None) or lib.set_num_threads
+    setter(n)
