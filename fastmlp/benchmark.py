@@ -30,8 +30,8 @@ this process in the same dtype. The "× fastmlp" column is each peer's time over
 fastmlp-f64's on the same row (2.00: the peer takes twice as long; for
 ``fastmlp-f32`` it is the float32/float64 time ratio).
 
-Run it with ``fastmlp bench`` or ``python benchmarks/run_suite.py``. PyTorch,
-scikit-learn and JAX are optional (``pip install ".[bench]"``); a missing one is
+Run it with ``fastmlp bench`` or ``python benchmarks/run_suite.py``. PyTorch
+and JAX are optional (``pip install torch jax``); a missing one is
 skipped. Where ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` are set in the
 environment they hold OpenBLAS to slower kernels; to measure without them, unset
 both in the command: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastmlp bench``.
