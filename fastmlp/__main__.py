@@ -1,4 +1,4 @@
-"""The ``fastmlp`` command line (also ``python -m fastmlp``): demo, train, predict, bench.
+"""The ``fastmlp`` command line (also ``python -m fastmlp``): demo, train, predict, export, bench.
 
 A usage error (an unknown option, a value of the wrong kind) prints the usage and exits
 with status 2, as argparse does; any other error is one line on stderr, naming the
@@ -231,6 +231,20 @@ def predict(args):
     return 0
 
 
+def export(args):
+    """Write a saved model as an ONNX file (MLPModel.to_onnx)."""
+    import fastmlp
+
+    model = fastmlp.load(args.model)
+    model.to_onnx(args.out, dtype=args.dtype)
+    dtype = args.dtype or model.dtype.name
+    labels = "0..C-1" if model.classes is None else f"classes {model.classes.tolist()[:5]}" + (
+        " ..." if model.n_classes > 5 else "")
+    print(f"wrote {args.out}: input X ({dtype}, N x {model.n_features}), outputs label ({labels}) "
+          f"and probabilities (N x {model.n_classes})")
+    return 0
+
+
 def bench(args):
     """Run the benchmark suite (fastmlp.benchmark): print the table, write md/csv/png."""
     from fastmlp import benchmark
@@ -305,6 +319,16 @@ def build_parser():
     p.add_argument("--out", help="write the labels to this file instead of stdout")
     p.set_defaults(func=predict)
 
+    p = sub.add_parser("export", help="write a saved model as an ONNX file",
+                       description="Write a model file as ONNX (input X; outputs label and "
+                                   "probabilities) for ONNX Runtime. Needs the ONNX extra: "
+                                   'pip install "fastmlp[onnx]".')
+    p.add_argument("--model", required=True, help="a model file written by train or MLPModel.save")
+    p.add_argument("--out", required=True, help="the ONNX file to write (e.g. model.onnx)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="element type of X and the weights (default: the model's)")
+    p.set_defaults(func=export)
+
     p = sub.add_parser("bench", help="time an epoch against NumPy, PyTorch, scikit-learn and JAX",
                        description="Time one training epoch for fastmlp and its peers in this process. "
                                    "Unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the command to measure "
@@ -325,7 +349,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, FloatingPointError) as exc:
+    except (ValueError, TypeError, OSError, FloatingPointError, ImportError) as exc:
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -99,10 +99,12 @@ class Trainer:
                  adaptive_threads=True):
         self.backend = backend
         self.batch_size = batch_size
+        self.n_threads = 1  # the fit's thread count: its hidden slices, each on at most one thread
         if backend == "cython":
             from . import _sgd
             self._sgd = _sgd
             slices = n_slices(n_threads, hidden)
+            self.n_threads = slices
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
                                             step_gemm_columns(batch_size, n_features, hidden // slices),
                                             adaptive=adaptive_threads)
@@ -239,7 +241,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
         seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
-        shuffle=bool(shuffle), dtype=dtype.name, backend=backend))
+        shuffle=bool(shuffle), dtype=dtype.name, backend=backend, n_threads=trainer.n_threads))
 
     bar = None
     if progress:

@@ -103,6 +103,31 @@ class MLPModel:
                 raise ValueError(f"y must hold one label per row of X ({pred.shape[0]}), got shape {labels.shape}")
         return float(np.mean(pred == labels))
 
+    def to_onnx(self, path=None, *, dtype=None):
+        """The network as an ONNX model, for ONNX Runtime or any other ONNX engine.
+
+        Input ``X`` of shape (N, n_features); outputs ``label`` (N,) — the entries of
+        ``classes`` (int64, float64, bool or string tensors), or int64 ``0..C-1``
+        without them — and ``probabilities`` (N, n_classes). The graph is MatMul,
+        Add, Relu, MatMul, Add, Softmax, and ArgMax over the logits (then Gather from
+        the classes), ONNX opset 17. Needs the ONNX extra: ``pip install "fastmlp[onnx]"``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Also write the model to this file (written to a temporary name first and
+            moved into place).
+        dtype : {None, "float32", "float64"}, default None
+            Element type of ``X``, the weights and ``probabilities``; None: the
+            model's dtype.
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        from ._onnx import model_to_onnx
+        return model_to_onnx(self, path, dtype)
+
     def save(self, path):
         """Write the model to ``path`` as an ``.npz`` file (no pickle inside).
 

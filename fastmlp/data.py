@@ -6,6 +6,8 @@
 * :func:`load_npz` -- ``X`` and ``y`` from a NumPy ``.npz`` archive (never unpickles).
 * :func:`load_csv` -- a numeric CSV file with one sample per row and a label column.
 * :func:`scale_pixels` -- map intensities ``0..max_value`` onto ``[-1, 1]``.
+* :func:`iter_chunks` -- shuffled chunks of data larger than memory (a memmap, a
+  Dask array, ``.npz`` files) for ``MLPClassifier.partial_fit``.
 
 Every loader checks its file and raises ``FileNotFoundError`` for a missing file
 and ``ValueError`` for a damaged or malformed one, with a message that names the
@@ -23,9 +25,10 @@ import zlib
 
 import numpy as np
 
+from ._chunks import iter_chunks
 from ._validation import all_finite
 
-__all__ = ["scale_pixels", "load_digits_split", "load_idx", "load_npz", "load_csv"]
+__all__ = ["scale_pixels", "load_digits_split", "load_idx", "load_npz", "load_csv", "iter_chunks"]
 
 
 def scale_pixels(images, max_value):

@@ -64,6 +64,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of str (when X had string column names)
     W1_, b1_, W2_, b2_ : ndarrays
         The fitted weights, as in :class:`fastmlp.MLPModel`.
+    n_threads_ : int
+        The thread count of the last :meth:`fit` or :meth:`partial_fit`: the slices
+        its hidden units were split into, each run by one thread at most (with
+        ``n_threads=None``: the available cores, or fewer under ``FASTMLP_NUM_THREADS``,
+        ``OMP_NUM_THREADS`` or ``threadpool_limits``); 1 for the NumPy backend.
     history_ : dict of lists
         ``loss``, ``train_acc`` (and ``test_acc``, empty here) per epoch, over every
         :meth:`fit` (with ``warm_start``) or :meth:`partial_fit` call since the weights
@@ -106,6 +111,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                      shuffle=self.shuffle, init=init, dtype=X.dtype, backend=self.backend,
                      n_threads=self.n_threads, progress=self.progress)
         self.W1_, self.b1_, self.W2_, self.b2_ = model.W1, model.b1, model.W2, model.b2
+        self.n_threads_ = model.params["n_threads"]
         if init is None:
             self.history_ = model.history
         else:
@@ -210,3 +216,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return MLPModel(*self._weights(), history=self.history_, classes=self.classes_,
                         params={k: v for k, v in self.get_params().items()
                                 if isinstance(v, (int, float, str, bool, type(None)))})
+
+    # ---------------------------------------------------------------- ONNX export
+    # skl2onnx looks for these two methods on every estimator it converts, so
+    # skl2onnx.to_onnx(pipeline, X[:1]) converts a pipeline that ends in (or holds)
+    # an MLPClassifier with no registration step; fastmlp._onnx is imported only then.
+    def onnx_shape_calculator(self):
+        """skl2onnx's shape calculator: outputs ``label`` (N,) and ``probabilities`` (N, n_classes)."""
+        from ._onnx import skl2onnx_shape_calculator
+        return skl2onnx_shape_calculator
+
+    def onnx_converter(self):
+        """skl2onnx's converter: the network's ONNX nodes, in the dtype of their input."""
+        from ._onnx import skl2onnx_converter
+        return skl2onnx_converter

@@ -1,7 +1,11 @@
 """Helpers shared by test modules (tests/ is on pytest's pythonpath): the tolerance table,
 the problem generators and the model comparison."""
 
+import os
+import pathlib
+
 import numpy as np
+import pytest
 
 # Relative tolerance per training dtype for one step or kernel; the absolute tolerance
 # is the same number times the magnitude ("scale") of the quantities being compared.
@@ -42,3 +46,15 @@ def assert_same_model(a, b):
         assert np.array_equal(wa, wb), f"{name} differs"
         assert np.isfinite(wa).all(), name
     assert a.history == b.history
+
+
+def mnist_dir():
+    """The folder holding MNIST's test set (``$FASTMLP_MNIST_DIR`` or ../shared/data/mnist);
+    skips the calling test when it is absent."""
+    env = os.environ.get("FASTMLP_MNIST_DIR")
+    candidates = ([pathlib.Path(env)] if env else []) + \
+        [pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"]
+    for folder in candidates:
+        if (folder / "t10k-images-idx3-ubyte.gz").is_file() and (folder / "t10k-labels-idx1-ubyte.gz").is_file():
+            return folder
+    pytest.skip(f"MNIST test set not found in {[str(c) for c in candidates]}; set FASTMLP_MNIST_DIR")

@@ -2,7 +2,6 @@
 
 import gzip
 import os
-import pathlib
 import struct
 import time
 
@@ -11,6 +10,7 @@ import pytest
 
 import fastmlp
 from fastmlp.data import load_csv, load_idx, load_npz, scale_pixels
+from _helpers import mnist_dir
 
 
 def raises(exc_type, path, *fragments, call):
@@ -179,16 +179,6 @@ def test_idx_missing_file(tmp_path, idx_pair):
 
 
 # ---------------------------------------------------------------------------- real MNIST
-
-def mnist_dir():
-    env = os.environ.get("FASTMLP_MNIST_DIR")
-    candidates = ([pathlib.Path(env)] if env else []) + \
-        [pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"]
-    for folder in candidates:
-        if (folder / "t10k-images-idx3-ubyte.gz").is_file() and (folder / "t10k-labels-idx1-ubyte.gz").is_file():
-            return folder
-    pytest.skip(f"MNIST test set not found in {[str(c) for c in candidates]}; set FASTMLP_MNIST_DIR")
-
 
 @pytest.fixture(scope="module")
 def mnist():

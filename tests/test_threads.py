@@ -681,7 +681,7 @@ def test_interpreter_exit_during_a_fit_in_a_daemon_thread(run):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_ctrl_c_stops_an_epoch_after_a_complete_step(dtype):
+def test_ctrl_c_stops_an_epoch_after_a_complete_step(dtype, tmp_path):
     """SIGINT during a long epoch: KeyboardInterrupt reaches the caller before the epoch
     ends, and the weights are those after a whole number of steps (finite, not torn)."""
     env = dict(os.environ)
@@ -705,7 +705,7 @@ def test_ctrl_c_stops_an_epoch_after_a_complete_step(dtype):
             np.savez(%r, ws.steps, *params)
             print("interrupted", flush=True)
     """)
-    out = REPO / "tests" / f".ctrl_c_{dtype}_{os.getpid()}.npz"
+    out = tmp_path / f"ctrl_c_{dtype}.npz"   # not beside fastmlp: an installed one sits in site-packages
     try:
         child = subprocess.Popen([sys.executable, "-c", code % (dtype, str(out))], env=env,
                                  cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
