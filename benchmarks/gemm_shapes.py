@@ -1,7 +1,7 @@
 """GFLOP/s of the step's big products by column-block width, on one thread.
 
 The compiled step cuts X_batch @ W1 and the W1 update into column blocks
-(fastmlp._sgd.gemm_columns) so that OpenBLAS takes its unpacked small-matrix path
+(fastmlp._blas.gemm_columns) so that OpenBLAS takes its unpacked small-matrix path
 (m*n*k <= 100**3 on AVX-512 cores). This script shows why, and whether it still
 holds on another machine or BLAS:
 
@@ -13,7 +13,7 @@ import timeit
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from fastmlp import _sgd
+from fastmlp import _blas
 from fastmlp.kernels import gemm
 
 
@@ -39,7 +39,7 @@ def main(argv=None):
                 n = max(20, int(2e8 // flops))
                 fwd = min(timeit.repeat(lambda: gemm(1.0, X, W, 0.0, out), number=n, repeat=5)) / n
                 upd = min(timeit.repeat(lambda: gemm(-1e-4, X, dR, 1.0, W, trans_a=True), number=n, repeat=5)) / n
-                pick = _sgd.gemm_columns(B, D, max(args.widths))
+                pick = _blas.gemm_columns(B, D, max(args.widths))
                 print(f"{B:5d}  {w:5d}  {B * D * w / 1e6:6.2f}M  {flops / fwd / 1e9:14.1f}  "
                       f"{flops / upd / 1e9:14.1f}   {'<-' if w == pick else ''}")
 

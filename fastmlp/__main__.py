@@ -16,7 +16,7 @@ import numpy as np
 from fastmlp._files import write_atomically
 from fastmlp._version import __version__
 
-HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed")
+HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed", "eval_every")
 
 
 def _describe(name, X):
@@ -131,13 +131,15 @@ def _delimiter(text):
 
 
 def write_history_csv(history, path):
-    """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty without test data)."""
+    """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty where the
+    test data was not scored)."""
     def write(f):
         out = csv.writer(f)
         out.writerow(["epoch", "loss", "train_acc", "test_acc"])
-        test = history.get("test_acc") or []
-        for i, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"])):
-            out.writerow([i + 1, repr(loss), repr(acc), repr(test[i]) if i < len(test) else ""])
+        test_acc = history.get("test_acc") or []
+        test = dict(zip(history.get("test_epoch") or range(1, len(test_acc) + 1), test_acc))
+        for epoch, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"]), start=1):
+            out.writerow([epoch, repr(loss), repr(acc), repr(test[epoch]) if epoch in test else ""])
     write_atomically(path, write)
 
 
@@ -264,6 +266,8 @@ def _add_hyperparameters(p):
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     p.add_argument("--reg", type=float, default=1e-2, help="L2 strength (default 1e-2)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and split (default 0)")
+    p.add_argument("--eval-every", type=int, default=1, metavar="K",
+                   help="score the test data every K epochs and after the last (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (shown by default on a terminal)")
 
 

@@ -1,5 +1,6 @@
-"""BLAS, as fastmlp's compiled step uses it: single-threaded while a fit runs, and
-OpenBLAS's small-matrix path where it has one. The one place for both decisions.
+"""BLAS, as fastmlp's compiled step uses it: single-threaded while a fit runs;
+OpenBLAS's small-matrix path where it has one, fastmlp's own unpacked kernels for
+the step's two big products where it has not. The one place for these decisions.
 
 The compiled step (``fastmlp._sgd``) calls BLAS from each of fastmlp's threads,
 so BLAS itself must run single-threaded meanwhile: two pools spinning for the
@@ -31,12 +32,18 @@ def gemm_columns(batch_size, n_features, n_columns):
     return min(width, n_columns) if width >= 16 else n_columns
 
 
-def step_gemm_columns(batch_size, n_features, slice_width):
-    """The column block for a fit's step: ``gemm_columns`` where the BLAS has the
-    small-matrix path, else None (no blocking)."""
+def step_products(batch_size, n_features, slice_width):
+    """How a fit's step computes its two big products: ``(gemm_columns, small_gemm)``.
+
+    Where the BLAS is an OpenBLAS with the small-matrix path, BLAS in column blocks
+    that fit it (:func:`gemm_columns`). Elsewhere BLAS packs both operands of every
+    product first, which costs a good part of a step at these sizes, so fastmlp's
+    own unpacked kernels (``src_c/_small_gemm.h``, AVX2 or AVX-512, chosen at run
+    time; BLAS where the CPU has neither) do them: ``small_gemm=True``.
+    """
     if BlasThreads.shared().has_small_gemm():
-        return gemm_columns(batch_size, n_features, slice_width)
-    return None
+        return gemm_columns(batch_size, n_features, slice_width), False
+    return None, True
 
 
 class BlasThreads:

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import reference
 from ._model import MLPModel, logits_in_blocks
-from ._blas import BlasThreads, step_gemm_columns
+from ._blas import BlasThreads, step_products
 from ._threads import aligned_copy, n_slices
 from ._validation import (
     all_finite,
@@ -105,9 +105,9 @@ class Trainer:
             self._sgd = _sgd
             slices = n_slices(n_threads, hidden)
             self.n_threads = slices
+            columns, small_gemm = step_products(batch_size, n_features, hidden // slices)
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
-                                            step_gemm_columns(batch_size, n_features, hidden // slices),
-                                            adaptive=adaptive_threads)
+                                            columns, adaptive=adaptive_threads, small_gemm=small_gemm)
 
     def running(self):
         """Context for the epochs: the compiled step runs on fastmlp's own threads and
@@ -139,7 +139,7 @@ class Trainer:
 
 def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         X_test=None, y_test=None, n_classes=None, seed=0, shuffle=True, init=None,
-        dtype=None, backend="cython", n_threads=None, plot=None, progress=False):
+        dtype=None, backend="cython", n_threads=None, plot=None, progress=False, eval_every=1):
     """Train a two-layer network with minibatch SGD on the seed's cost.
 
     The network is ``softmax(relu(X @ W1 + b1) @ W2 + b2)``; each minibatch step
@@ -164,7 +164,8 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     reg : float, default 1e-2
         L2 strength on W1 and W2.
     X_test, y_test : array-like, optional
-        Held-out data; its accuracy after every epoch goes into ``history["test_acc"]``.
+        Held-out data; its accuracy after every epoch (see ``eval_every``) goes into
+        ``history["test_acc"]``.
     n_classes : int, optional
         C; default ``max(y) + 1``.
     seed : int, numpy.random.Generator or None, default 0
@@ -190,6 +191,11 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         Write the epoch plots (loss; training and test accuracy) to this PNG file.
     progress : bool, default False
         Show a tqdm progress bar over epochs with the loss and accuracies.
+    eval_every : int, default 1
+        Score ``X_test`` after every ``eval_every``-th epoch (and after the last);
+        ``history["test_epoch"]`` lists the epochs scored. The seed's per-epoch test
+        curve is the default; on small data an evaluation can cost as much as a
+        large part of an epoch, so sweeps may score less often.
 
     Returns
     -------
@@ -217,6 +223,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     reg = check_float(reg, "reg", positive=False)
     if n_threads is not None:
         check_int(n_threads, "n_threads", minimum=1)
+    eval_every = check_int(eval_every, "eval_every", minimum=1)
     if 2 * lr * reg >= 1:
         raise ValueError(f"lr * reg must be < 0.5 (got lr={lr}, reg={reg}): each step scales the "
                          f"weights by 1 - 2*lr*reg, which must stay positive; lower lr or reg")
@@ -237,7 +244,7 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     params = tuple(aligned_copy(p) for p in params)
     trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
 
-    history = {"loss": [], "train_acc": [], "test_acc": []}
+    history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": []}
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
         seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
@@ -260,9 +267,10 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
                 history["loss"].append(data_loss / n_samples)
                 history["train_acc"].append(n_correct / n_samples)
                 postfix = {"loss": f"{history['loss'][-1]:.4f}", "train_acc": f"{history['train_acc'][-1]:.4f}"}
-                if X_test is not None:
+                if X_test is not None and (epoch % eval_every == 0 or epoch == epochs):
                     predicted = np.argmax(trainer.logits(X_test, params), axis=1)
                     history["test_acc"].append(float(np.mean(predicted == y_test)))
+                    history["test_epoch"].append(epoch)
                     postfix["test_acc"] = f"{history['test_acc'][-1]:.4f}"
                 if bar is not None:
                     bar.set_postfix(postfix, refresh=False)

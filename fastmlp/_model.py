@@ -39,8 +39,9 @@ class MLPModel:
     history : dict of lists
         One entry per epoch: ``loss`` (mean cross-entropy per training sample,
         accumulated during the epoch's own forward passes, without the L2 penalty),
-        ``train_acc`` (accuracy counted in the same passes) and ``test_acc``
-        (accuracy on ``X_test`` after the epoch; empty without ``X_test``).
+        ``train_acc`` (accuracy counted in the same passes); ``test_acc``, the
+        accuracy on ``X_test`` after the epochs listed in ``test_epoch`` (every
+        epoch unless ``fit(eval_every=...)`` said otherwise; empty without ``X_test``).
     params : dict
         The hyperparameters the model was trained with.
     classes : ndarray of shape (n_classes,) or None
@@ -49,7 +50,9 @@ class MLPModel:
 
     def __init__(self, W1, b1, W2, b2, history=None, params=None, classes=None):
         self.W1, self.b1, self.W2, self.b2 = W1, b1, W2, b2
-        self.history = history if history is not None else {"loss": [], "train_acc": [], "test_acc": []}
+        if history is None:
+            history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": []}
+        self.history = history
         self.params = dict(params or {})
         if classes is not None:
             classes = np.asarray(classes)
@@ -229,7 +232,8 @@ def load(path):
     if not isinstance(params, dict):
         raise ValueError(f"{path!r}: its metadata's params is {params!r}, not a mapping")
     return MLPModel(*(np.ascontiguousarray(contents[n]) for n in _WEIGHTS),
-                    history={k: list(history.get(k, [])) for k in ("loss", "train_acc", "test_acc")},
+                    history={k: list(history.get(k, [])) for k in ("loss", "train_acc", "test_acc",
+                                                                    "test_epoch")},
                     params=params, classes=classes)
 
 

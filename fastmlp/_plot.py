@@ -12,7 +12,8 @@ def plot_history(history, path, title=None):
     Parameters
     ----------
     history : dict
-        ``loss``, ``train_acc`` and optionally ``test_acc``: one value per epoch.
+        ``loss`` and ``train_acc``: one value per epoch; optionally ``test_acc``, at the
+        epochs ``test_epoch`` (every epoch when that is missing).
     path : str or os.PathLike
     title : str, optional
         The figure's title (``fit`` gives the data's shape and the hyperparameters).
@@ -45,7 +46,9 @@ def history_figure(history, title=None):
 
     ax_acc.plot(epochs, history["train_acc"], label="training (during the epoch)")
     if history.get("test_acc"):
-        ax_acc.plot(epochs, history["test_acc"], label="test")
+        test_epochs = history.get("test_epoch") or range(1, len(history["test_acc"]) + 1)
+        ax_acc.plot(test_epochs, history["test_acc"], label="test",
+                    marker="." if len(history["test_acc"]) < len(history["loss"]) else None)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_title("accuracy")

@@ -27,3 +27,38 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     else:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*> B, &ldb,
               <float*> A, &lda, &beta, C, &ldc)
+
+
+# Unpacked products for the step's two big GEMMs where BLAS packs every operand
+# (see _small_gemm.h); `isa` is small_gemm_isa() (never 0 here: callers use gemm then).
+cdef extern from "_small_gemm.h" nogil:
+    int small_gemm_isa()
+    int small_gemm_width(int isa, int element_size)
+    void small_gemm_nn_d(int isa, int m, int n, int k, double alpha, const double* A, int lda,
+                         const double* B, int ldb, double* C, int ldc)
+    void small_gemm_nn_s(int isa, int m, int n, int k, float alpha, const float* A, int lda,
+                         const float* B, int ldb, float* C, int ldc)
+    void small_gemm_tn_d(int isa, int m, int n, int k, double alpha, const double* A, int lda,
+                         const double* B, int ldb, double* C, int ldc)
+    void small_gemm_tn_s(int isa, int m, int n, int k, float alpha, const float* A, int lda,
+                         const float* B, int ldb, float* C, int ldc)
+
+
+cdef inline void small_gemm_nn(int isa, int m, int n, int k, floating alpha,
+                               const floating* A, int lda, const floating* B, int ldb,
+                               floating* C, int ldc) noexcept nogil:
+    """C := alpha * A @ B, row-major, unpacked (n a multiple of small_gemm_width)."""
+    if floating is double:
+        small_gemm_nn_d(isa, m, n, k, alpha, A, lda, B, ldb, C, ldc)
+    else:
+        small_gemm_nn_s(isa, m, n, k, alpha, A, lda, B, ldb, C, ldc)
+
+
+cdef inline void small_gemm_tn(int isa, int m, int n, int k, floating alpha,
+                               const floating* A, int lda, const floating* B, int ldb,
+                               floating* C, int ldc) noexcept nogil:
+    """C := C + alpha * A.T @ B, row-major, unpacked (n a multiple of small_gemm_width)."""
+    if floating is double:
+        small_gemm_tn_d(isa, m, n, k, alpha, A, lda, B, ldb, C, ldc)
+    else:
+        small_gemm_tn_s(isa, m, n, k, alpha, A, lda, B, ldb, C, ldc)

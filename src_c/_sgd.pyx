@@ -47,7 +47,7 @@ import numpy as np
 
 from fastmlp._threads import aligned_empty
 
-from _blas cimport gemm
+from _blas cimport gemm, small_gemm_isa, small_gemm_nn, small_gemm_tn, small_gemm_width
 from _kernels cimport (
     bias_relu,
     column_sums,
@@ -226,10 +226,17 @@ cdef class Workspace:
     adaptive : bool, default True
         Choose between one thread and the team per segment by measured speed;
         False always uses the team (for benchmarks and tests).
+    small_gemm : bool or int, default False
+        Compute the two big products of a step with fastmlp's unpacked kernels
+        (``_small_gemm.h``) instead of BLAS, where the CPU has AVX2 or AVX-512 and the
+        slice width is a multiple of their tile (else BLAS all the same); 1 asks for
+        the AVX2 kernels even on an AVX-512 CPU. See ``fastmlp._blas`` for when fit
+        asks for them.
     """
     cdef readonly object X_batch, y_batch, hidden, d_hidden, logits, grad, d_b1, d_b2
     cdef readonly object labels, order
     cdef readonly Py_ssize_t n_slices, gemm_columns
+    cdef readonly int small_gemm_isa    # fastmlp's unpacked kernels for the big products (0: BLAS)
     cdef public Py_ssize_t steps     # steps taken by the last sgd_epoch
     cdef team* team
     cdef ThreadChoice choice
@@ -240,7 +247,7 @@ cdef class Workspace:
 
     def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_features, Py_ssize_t n_hidden,
                  Py_ssize_t n_classes, dtype, Py_ssize_t n_slices=1, gemm_columns=None,
-                 max_threads=None, bint adaptive=True):
+                 max_threads=None, bint adaptive=True, small_gemm=False):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -253,6 +260,11 @@ cdef class Workspace:
         S, B, Hs = n_slices, batch_size, n_hidden // n_slices
         self.n_slices = S
         self.gemm_columns = Hs if gemm_columns is None else min(max(int(gemm_columns), 1), Hs)
+        isa = small_gemm_isa() if small_gemm else 0
+        if small_gemm is not True and small_gemm:     # 1: AVX2 even where AVX-512 is there
+            isa = min(isa, int(small_gemm))
+        width = small_gemm_width(isa, dtype.itemsize) if isa else 0
+        self.small_gemm_isa = isa if width and Hs % width == 0 else 0
         self.X_batch = aligned_empty((3, B, n_features), dtype)   # batch rows: k%3 (see the table)
         self.y_batch = np.empty((3, B), dtype=np.int64)            # and their labels
         self.hidden = aligned_empty((S, B, Hs), dtype)            # R = relu(X W1 + b1), by slice
@@ -332,6 +344,7 @@ cdef class Workspace:
 # The weights (W = scale * V for W1 and W2 during an epoch) and their sizes.
 cdef struct Network:
     Py_ssize_t D, H, C, S, Hs, Wc
+    int isa                           # small_gemm_isa() for the big products, or 0: BLAS
     void* W1
     void* b1
     void* W2
@@ -376,11 +389,15 @@ cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, 
     cdef const floating* W1 = <const floating*> net.W1
     cdef const floating* W2 = <const floating*> net.W2
     cdef const floating* b2 = <const floating*> net.b2
-    c = 0
-    while c < Hs:
-        gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s,
-             Xb, <int> D, W1 + h0 + c, <int> H, <floating> 0, R + c, <int> Hs)
-        c += Wc
+    if net.isa:
+        small_gemm_nn(net.isa, <int> nb, <int> Hs, <int> D, <floating> s,
+                      Xb, <int> D, W1 + h0, <int> H, R, <int> Hs)
+    else:
+        c = 0
+        while c < Hs:
+            gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s,
+                 Xb, <int> D, W1 + h0 + c, <int> H, <floating> 0, R + c, <int> Hs)
+            c += Wc
     bias_relu(R, <const floating*> net.b1 + h0, nb, Hs)
     if h0 == 0:
         for i in range(nb):
@@ -418,11 +435,15 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     gemm(True, False, <int> Hs, <int> C, <int> nb, step,
          R, <int> Hs, G, <int> C, <floating> 1, W2 + h0 * C, <int> C)
     relu_backward(dR, R, nb * Hs)
-    c = 0
-    while c < Hs:
-        gemm(True, False, <int> D, <int> min(Wc, Hs - c), <int> nb, step,
-             Xb, <int> D, dR + c, <int> Hs, <floating> 1, W1 + h0 + c, <int> H)
-        c += Wc
+    if net.isa:
+        small_gemm_tn(net.isa, <int> D, <int> Hs, <int> nb, step,
+                      Xb, <int> D, dR, <int> Hs, W1 + h0, <int> H)
+    else:
+        c = 0
+        while c < Hs:
+            gemm(True, False, <int> D, <int> min(Wc, Hs - c), <int> nb, step,
+                 Xb, <int> D, dR + c, <int> Hs, <floating> 1, W1 + h0 + c, <int> H)
+            c += Wc
     column_sums(dR, nb, Hs, db1 + h0)
     l2_sgd_update(b1 + h0, db1 + h0, Hs, <floating> a.lr, <floating> 0)
 
@@ -527,6 +548,7 @@ cdef Network network(Workspace ws, const floating[:, ::1] W1, const floating[::1
     net.S = ws.n_slices
     net.Hs = net.H // net.S
     net.Wc = ws.gemm_columns
+    net.isa = ws.small_gemm_isa
     net.W1 = <void*> &W1[0, 0]
     net.b1 = <void*> &b1[0]
     net.W2 = <void*> &W2[0, 0]

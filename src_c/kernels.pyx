@@ -12,6 +12,10 @@ from libc.stdint cimport int64_t
 import numpy as np
 
 from _blas cimport gemm as _gemm
+from _blas cimport small_gemm_isa as _small_gemm_isa
+from _blas cimport small_gemm_nn as _small_gemm_nn
+from _blas cimport small_gemm_tn as _small_gemm_tn
+from _blas cimport small_gemm_width as _small_gemm_width
 from _kernels cimport (
     bias_relu as _bias_relu,
     column_sums as _column_sums,
@@ -29,6 +33,8 @@ __all__ = [
     "count_correct",
     "column_sums",
     "gemm",
+    "small_gemm",
+    "small_gemm_isa",
 ]
 
 
@@ -275,4 +281,64 @@ def gemm(alpha, A, B, beta, C, trans_a=False, trans_b=False):
     if 0 in A.shape or 0 in B.shape:
         raise ValueError("A and B must be non-empty")
     _gemm_mv(bool(trans_a), bool(trans_b), float(alpha), A, B, float(beta), C)
+    return C
+
+
+def small_gemm_isa():
+    """The instruction set of fastmlp's unpacked GEMM kernels on this CPU: 2 (AVX-512),
+    1 (AVX2 with FMA) or 0 (none: the training step uses BLAS)."""
+    return _small_gemm_isa()
+
+
+def _small_gemm_mv(int isa, bint trans_a, double alpha, const floating[:, ::1] A,
+                   const floating[:, ::1] B, floating[:, ::1] C):
+    cdef int m = C.shape[0], n = C.shape[1]
+    cdef int k = A.shape[0] if trans_a else A.shape[1]
+    with nogil:
+        if trans_a:
+            _small_gemm_tn(isa, m, n, k, <floating> alpha, &A[0, 0], <int> A.shape[1],
+                           &B[0, 0], <int> B.shape[1], &C[0, 0], <int> C.shape[1])
+        else:
+            _small_gemm_nn(isa, m, n, k, <floating> alpha, &A[0, 0], <int> A.shape[1],
+                           &B[0, 0], <int> B.shape[1], &C[0, 0], <int> C.shape[1])
+
+
+def small_gemm(alpha, A, B, C, trans_a=False, isa=None):
+    """fastmlp's unpacked product (``src_c/_small_gemm.h``), in place:
+    ``C := alpha * A @ B``, or with ``trans_a`` ``C := C + alpha * A.T @ B``.
+
+    The two big products of a training step where the BLAS has no small-matrix
+    path. The number of columns must be a multiple of the kernel's tile width.
+
+    Parameters
+    ----------
+    alpha : float
+    A, B : ndarray, 2-D, float32 or float64, C-contiguous, non-empty
+    C : ndarray, same dtype, writeable
+    trans_a : bool, default False
+    isa : {1, 2}, optional
+        1 for the AVX2 kernels, 2 for AVX-512 (default: the best this CPU has).
+
+    Returns
+    -------
+    C : ndarray
+    """
+    best = _small_gemm_isa()
+    if best == 0:
+        raise RuntimeError("this CPU (or build) has no AVX2/AVX-512 kernels: use gemm")
+    isa = best if isa is None else int(isa)
+    if isa not in (1, 2) or isa > best:
+        raise ValueError(f"isa must be 1 (AVX2) or 2 (AVX-512) and at most {best} here, got {isa}")
+    _float_array(C, "C", 2, writeable=True)
+    _float_array(A, "A", 2, dtype=C.dtype)
+    _float_array(B, "B", 2, dtype=C.dtype)
+    opA = A.T if trans_a else A
+    if opA.shape[1] != B.shape[0] or C.shape != (opA.shape[0], B.shape[1]):
+        raise ValueError(f"shapes do not fit: op(A) {opA.shape} @ B {B.shape} into C {C.shape}")
+    if 0 in A.shape or 0 in B.shape:
+        raise ValueError("A and B must be non-empty")
+    width = _small_gemm_width(isa, C.dtype.itemsize)
+    if C.shape[1] % width:
+        raise ValueError(f"C must have a multiple of {width} columns for these kernels, got {C.shape[1]}")
+    _small_gemm_mv(isa, bool(trans_a), float(alpha), A, B, C)
     return C

@@ -43,7 +43,8 @@ def test_digits_accuracy(digits, digits_model):
 
 def test_history_one_entry_per_epoch(digits_model):
     h = digits_model.history
-    assert set(h) == {"loss", "train_acc", "test_acc"}
+    assert set(h) == {"loss", "train_acc", "test_acc", "test_epoch"}
+    assert h["test_epoch"] == list(range(1, EPOCHS + 1))
     for key in ("loss", "train_acc", "test_acc"):
         assert len(h[key]) == EPOCHS, key
         assert all(np.isfinite(h[key]))
@@ -216,7 +217,7 @@ def test_epochs_zero_returns_initial_weights(small_data):
     assert_allclose(m.W1, W1, rtol=1e-15)
     assert_allclose(m.W2, W2, rtol=1e-15)
     assert np.array_equal(m.b1, np.zeros(H)) and np.array_equal(m.b2, np.zeros(C))
-    assert m.history == {"loss": [], "train_acc": [], "test_acc": []}
+    assert m.history == {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": []}
 
     init = (np.ones((D, H)), np.full(H, 0.5), -np.ones((H, C)), np.arange(C, dtype=float))
     m = fastmlp.fit(X, y, hidden=H, epochs=0, init=init)
@@ -282,6 +283,38 @@ def test_batch_size_larger_than_n_is_clamped(small_data):
     assert m.params["batch_size"] == len(X)
     ref = fastmlp.fit(X, y, hidden=4, epochs=2, batch_size=len(X))
     assert np.array_equal(m.W1, ref.W1) and m.history == ref.history
+
+
+def test_eval_every_scores_fewer_epochs_without_changing_training():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((90, 6))
+    y = rng.integers(0, 3, 90)
+    kw = dict(hidden=16, epochs=7, batch_size=10, lr=1e-2, X_test=X[:40], y_test=y[:40])
+    every = fastmlp.fit(X, y, **kw)
+    sparse = fastmlp.fit(X, y, eval_every=3, **kw)
+    assert every.history["test_epoch"] == list(range(1, 8))
+    assert sparse.history["test_epoch"] == [3, 6, 7]   # and always the last epoch
+    assert sparse.history["test_acc"] == [every.history["test_acc"][e - 1] for e in (3, 6, 7)]
+    assert sparse.history["loss"] == every.history["loss"]
+    np.testing.assert_array_equal(sparse.W1, every.W1)
+
+
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (1.5, TypeError)])
+def test_eval_every_checked(bad, exc):
+    X = np.ones((10, 2))
+    with pytest.raises(exc, match="eval_every"):
+        fastmlp.fit(X, np.arange(10) % 2, hidden=4, epochs=1, eval_every=bad)
+
+
+def test_eval_every_history_round_trips_and_plots(tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((60, 4))
+    y = rng.integers(0, 2, 60)
+    model = fastmlp.fit(X, y, hidden=8, epochs=5, lr=1e-2, X_test=X, y_test=y, eval_every=2,
+                        plot=tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0
+    model.save(tmp_path / "m.npz")
+    assert fastmlp.load(tmp_path / "m.npz").history == model.history
 
 
 # ------------------------------------------------------------------- labels that are not codes

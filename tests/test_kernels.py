@@ -336,3 +336,43 @@ def test_refuses_non_array_and_bad_inputs():
         kernels.relu_backward(np.zeros((2, 3)), np.zeros((2, 3), dtype=np.float32))
     with pytest.raises(ValueError):  # non-contiguous input array
         kernels.relu_backward(np.zeros((2, 3)), np.zeros((2, 6))[:, ::2])
+
+
+# ------------------------------------------------------- fastmlp's unpacked GEMM kernels
+
+needs_small_gemm = pytest.mark.skipif(kernels.small_gemm_isa() == 0, reason="no AVX2/AVX-512 on this CPU")
+
+
+@needs_small_gemm
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("isa", [1, 2], ids=["avx2", "avx512"])
+@pytest.mark.parametrize("m,k,n", [(30, 784, 64), (1, 5, 32), (7, 13, 96), (13, 1, 32)])
+def test_small_gemm_matches_numpy(m, k, n, isa, dtype):
+    if isa > kernels.small_gemm_isa():
+        pytest.skip("no AVX-512 on this CPU")
+    rng = np.random.default_rng(m * k + n)
+    A = rng.standard_normal((m, k)).astype(dtype)
+    B = rng.standard_normal((k, n)).astype(dtype)
+    C = np.full((m, n), np.nan, dtype)
+    kernels.small_gemm(0.5, A, B, C, isa=isa)
+    expected = 0.5 * (A.astype(np.float64) @ B.astype(np.float64))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(C, expected, rtol=rtol, atol=rtol * np.abs(expected).max() * np.sqrt(k))
+    # C += alpha A.T @ B, with A now (k2, m) and B (k2, n): the W1 update's shape
+    A2 = rng.standard_normal((k, m)).astype(dtype)
+    C0 = rng.standard_normal((m, n)).astype(dtype)
+    C2 = C0.copy()
+    kernels.small_gemm(-0.25, A2, B, C2, trans_a=True, isa=isa)
+    expected = C0 - 0.25 * (A2.astype(np.float64).T @ B.astype(np.float64))
+    np.testing.assert_allclose(C2, expected, rtol=rtol, atol=rtol * np.abs(expected).max() * np.sqrt(k))
+
+
+@needs_small_gemm
+def test_small_gemm_checks_arguments():
+    A, B = np.ones((3, 4)), np.ones((4, 32))
+    with pytest.raises(ValueError, match="multiple"):
+        kernels.small_gemm(1.0, A, np.ones((4, 12)), np.empty((3, 12)))
+    with pytest.raises(ValueError, match="isa"):
+        kernels.small_gemm(1.0, A, B, np.empty((3, 32)), isa=3)
+    with pytest.raises(ValueError, match="shapes"):
+        kernels.small_gemm(1.0, A, B, np.empty((4, 32)))

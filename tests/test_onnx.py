@@ -114,7 +114,7 @@ def test_bad_dtype_and_missing_extra(monkeypatch, digits):
         model.to_onnx()
 
 
-def test_cli_export(tmp_path, capsys, digits):
+def test_cli_export(tmp_path, capsys, monkeypatch, digits):
     X_train, y_train, X_test, _ = digits
     names = np.array([f"digit {d}" for d in range(10)])
     model = fastmlp.fit(X_train, y_train, hidden=16, epochs=3, **ONE)
@@ -129,6 +129,11 @@ def test_cli_export(tmp_path, capsys, digits):
 
     assert main(["export", "--model", str(tmp_path / "missing.npz"), "--out", str(out)]) == 1
     assert "does not exist" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if onnx were not installed
+    assert main(["export", "--model", str(tmp_path / "model.npz"), "--out", str(tmp_path / "b.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastmlp export: error:") and 'pip install "fastmlp[onnx]"' in err
+    assert not (tmp_path / "b.onnx").exists()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

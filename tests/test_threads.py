@@ -706,21 +706,18 @@ def test_ctrl_c_stops_an_epoch_after_a_complete_step(dtype, tmp_path):
             np.savez(%r, ws.steps, *params)
             print("interrupted", flush=True)
     """)
-    out = tmp_path / f"ctrl_c_{dtype}.npz"   # not beside fastmlp: an installed one sits in site-packages
-    try:
-        child = subprocess.Popen([sys.executable, "-c", code % (dtype, str(out))], env=env,
-                                 cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        child.send_signal(signal.SIGINT)
-        stdout, stderr = child.communicate(timeout=60)
-        assert child.returncode == 0 and "interrupted" in stdout, stderr
-        with np.load(out) as saved:
-            steps = int(saved["arr_0"])
-            got = [saved[f"arr_{i}"] for i in range(1, 5)]
-    finally:
-        if out.exists():
-            out.unlink()
+    out = tmp_path / "interrupted.npz"
+    child = subprocess.Popen([sys.executable, "-c", code % (dtype, str(out))], env=env,
+                             cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0 and "interrupted" in stdout, stderr
+    with np.load(out) as saved:
+        steps = int(saved["arr_0"])
+        got = [saved[f"arr_{i}"] for i in range(1, 5)]
     assert 0 < steps < 80_000
     # The weights are exactly those after `steps` whole steps.
     rng = np.random.default_rng(0)
@@ -732,4 +729,40 @@ def test_ctrl_c_stops_an_epoch_after_a_complete_step(dtype, tmp_path):
     ws = _sgd.Workspace(B, D, H, C, X.dtype, 2)
     _sgd.sgd_epoch(X, y, np.tile(np.arange(N), 400)[:steps * B], *params, ws, 1e-4, 1e-2)
     for name, a, b in zip(NAMES, got, params):
+        assert np.array_equal(a, b), name
+
+
+# ------------------------------------------- 9. fastmlp's unpacked kernels in the step
+
+@pytest.mark.skipif(fastmlp.kernels.small_gemm_isa() == 0, reason="no AVX2/AVX-512 on this CPU")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("isa", [1, 2], ids=["avx2", "avx512"])
+@pytest.mark.parametrize("n_slices", [1, 2])
+@pytest.mark.parametrize("case", [(70, 23, 64, 5, 13), (45, 9, 128, 3, 30), (31, 784, 64, 10, 6)],
+                         ids=lambda c: "N{}-D{}-H{}-C{}-b{}".format(*c))
+def test_step_with_small_gemm_matches_reference(case, n_slices, isa, dtype, tol):
+    if isa > fastmlp.kernels.small_gemm_isa():
+        pytest.skip("no AVX-512 on this CPU")
+    N, D, H, C, batch = case
+    rng = np.random.default_rng(N + D)
+    X, y, init = random_problem(rng, N, D, H, C, dtype)
+    order = rng.permutation(N).astype(np.int64)
+    ref = tuple(p.copy() for p in init)
+    ref_results = [reference.sgd_epoch(X, y, order, ref, 0.01, 0.05, batch) for _ in range(2)]
+    results = {}
+    for threads in (1, n_slices):
+        got = tuple(p.copy() for p in init)
+        ws = _sgd.Workspace(batch, D, H, C, dtype, n_slices, max_threads=threads, adaptive=False,
+                            small_gemm=isa)
+        width = (64 if isa == 2 else 32) // np.dtype(dtype).itemsize * 2
+        assert ws.small_gemm_isa == (isa if (H // n_slices) % width == 0 else 0)
+        results[threads] = ([_sgd.sgd_epoch(X, y, order, *got, ws, 0.01, 0.05) for _ in range(2)], got)
+        for (loss, correct), (ref_loss, ref_correct) in zip(results[threads][0], ref_results):
+            assert correct == ref_correct
+            assert_allclose(loss, ref_loss, **tol(dtype, abs(ref_loss)))
+        for name, g, r in zip(NAMES, got, ref):
+            assert_allclose(g, r, **tol(dtype, max(1.0, np.max(np.abs(r)))), err_msg=name)
+    # the threads that run the slices do not change a bit
+    assert results[1][0] == results[n_slices][0]
+    for name, a, b in zip(NAMES, results[1][1], results[n_slices][1]):
         assert np.array_equal(a, b), name

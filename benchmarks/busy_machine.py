@@ -1,0 +1,98 @@
+"""fastmlp's threads on an idle and on a busy machine, side by side in one process.
+
+For each shape and dtype, one epoch of:
+
+  default        fit's default: n_threads=None, the thread choice adaptive
+  1 thread       n_threads=1
+  team always    the default slices, always on the whole team (what a fixed
+                 thread count, as with OpenMP, would do)
+  numpy          the NumPy reference (float64 only)
+
+first on the machine as it is ("idle"), then with one CPU-bound competitor process
+per core running beside it ("busy"), started and stopped by this script. Each
+figure is the median of --repeat epochs after a warm-up; the ratios printed are
+default / 1 thread (target: <= 1.15 when busy), numpy / default (target: >= 1
+when busy, >= 2.5 at the seed shape when idle) and the default's share of the
+large-GEMM peak measured in the same process (target when idle: >= 75% at the
+seed shape, >= 65% elsewhere).
+
+    python benchmarks/busy_machine.py [--quick] [--repeat 7]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/busy_machine.py
+    OPENBLAS_CORETYPE=Haswell python benchmarks/busy_machine.py    # AVX2 kernels
+"""
+
+import argparse
+
+import numpy as np
+
+from fastmlp import benchmark
+from fastmlp.benchmark import CompetingLoad, Shape, gemm_peak, make_fastmlp, median_time
+
+SHAPES = [
+    Shape("seed (N=2580, H=128, B=30)", 2580, 128, 30),
+    Shape("H=512", 2580, 512, 30),
+    Shape("B=256", 2580, 128, 256),
+]
+
+
+def contenders(shape, dtype):
+    made = {
+        "default": make_fastmlp(shape, dtype),
+        "1 thread": make_fastmlp(shape, dtype, n_threads=1),
+        "team always": make_fastmlp(shape, dtype, adaptive_threads=False),
+    }
+    if np.dtype(dtype) == np.float64:
+        made["numpy"] = make_fastmlp(shape, dtype, backend="numpy")
+    return made
+
+
+def measure(shapes, dtypes, repeat, load):
+    times = {}
+    for shape in shapes:
+        for dtype in dtypes:
+            for name, epoch in contenders(shape, dtype).items():
+                with load():
+                    times[shape.label, np.dtype(dtype).name, name] = median_time(epoch, repeat)
+    return times
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the seed shape only")
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args(argv)
+    shapes = SHAPES[:1] if args.quick else SHAPES
+    dtypes = (np.float64, np.float32)
+    for line in benchmark.machine_description():
+        print(f"# {line}")
+    peaks = {np.dtype(dt).name: gemm_peak(dt) for dt in dtypes}
+    print(f"# large GEMM peak: float64 {peaks['float64']:.1f}, float32 {peaks['float32']:.1f} GFLOP/s")
+    idle = measure(shapes, dtypes, args.repeat, lambda: _NoLoad())
+    busy = measure(shapes, dtypes, args.repeat, CompetingLoad)
+    print()
+    print("| shape | dtype | load | default ms | 1 thread ms | team always ms | numpy ms "
+          "| default / 1 thread | numpy / default | default % of peak |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for shape in shapes:
+        for dtype in dtypes:
+            name = np.dtype(dtype).name
+            for load, times in (("idle", idle), ("busy", busy)):
+                t = {c: times.get((shape.label, name, c)) for c in ("default", "1 thread", "team always", "numpy")}
+                pct = 100 * shape.flops / t["default"] / 1e9 / peaks[name]
+                numpy_ms = f"{t['numpy'] * 1e3:.2f}" if t["numpy"] else "-"
+                numpy_ratio = f"{t['numpy'] / t['default']:.2f}" if t["numpy"] else "-"
+                print(f"| {shape.label} | {name} | {load} | {t['default'] * 1e3:.2f} | "
+                      f"{t['1 thread'] * 1e3:.2f} | {t['team always'] * 1e3:.2f} | {numpy_ms} | "
+                      f"{t['default'] / t['1 thread']:.2f} | {numpy_ratio} | {pct:.0f}% |")
+
+
+class _NoLoad:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+if __name__ == "__main__":
+    main()

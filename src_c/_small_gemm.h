@@ -1,0 +1,170 @@
+/* Unpacked matrix products for the two big products of a training step, for CPUs
+ * whose BLAS packs every operand first.
+ *
+ * A step multiplies a batch (B x D, B about 30) by a slice of W1 (D x Hs), and
+ * adds the batch's transpose times dA1 (B x Hs) into that slice. For such small,
+ * skinny products a GEMM that first copies (packs) both operands into its own
+ * layout spends a good part of its time copying: OpenBLAS skips that only on
+ * AVX-512 cores (its "small matrix" kernels, 0.3.16+). Here the register tile
+ * reads the operands where they lie:
+ *
+ *   small_gemm_nn:  C  = alpha * A @ B        A (m x k), B (k x n), C (m x n)
+ *   small_gemm_tn:  C += alpha * A.T @ B      A (k x m), B (k x n), C (m x n)
+ *
+ * all row-major with leading dimensions lda, ldb, ldc. A tile is MR rows of C by
+ * NV vectors of its columns, held in registers while the sum over k runs; n must
+ * be a multiple of the tile width (small_gemm_width), m and k are any size (a
+ * short last tile of rows re-reads a valid row and discards its result). The sum
+ * over k runs in order p = 0 .. k-1 for every entry, so results are deterministic.
+ *
+ * The same source is compiled for AVX2+FMA and for AVX-512 with GCC/Clang vector
+ * extensions and `target` attributes; small_gemm_isa() picks one at run time
+ * (0: none, so the caller uses BLAS). Elsewhere (other compilers or CPUs) it is 0. */
+#ifndef FASTMLP_SMALL_GEMM_H
+#define FASTMLP_SMALL_GEMM_H
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) \
+    && !defined(FASTMLP_NO_SMALL_GEMM)
+#define FASTMLP_SMALL_GEMM 1
+#else
+#define FASTMLP_SMALL_GEMM 0
+#endif
+
+#if FASTMLP_SMALL_GEMM
+
+#define SG_MR 6    /* rows of a tile */
+#define SG_NV 2    /* vectors of columns in a tile */
+
+/* One variant: element type T, vector type V of W elements, target string TGT. */
+#define SG_DEFINE(SUFFIX, T, W, TGT)                                                     \
+typedef T sg_vec_##SUFFIX __attribute__((vector_size(sizeof(T) * W), aligned(sizeof(T)))); \
+                                                                                         \
+__attribute__((target(TGT))) static void                                                 \
+small_gemm_nn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,               \
+                       const T *B, int ldb, T *C, int ldc) {                             \
+    typedef sg_vec_##SUFFIX V;                                                           \
+    for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
+        const T *a[SG_MR];                                                               \
+        for (int i = 0; i < SG_MR; i++)                                                  \
+            a[i] = A + (i0 + i < m ? i0 + i : m - 1) * (long)lda;                        \
+        for (int j = 0; j < n; j += SG_NV * W) {                                         \
+            V acc[SG_MR][SG_NV];                                                         \
+            for (int i = 0; i < SG_MR; i++)                                              \
+                for (int v = 0; v < SG_NV; v++)                                          \
+                    acc[i][v] = (V){0};                                                  \
+            const T *b = B + j;                                                          \
+            for (int p = 0; p < k; p++, b += ldb) {                                      \
+                V bv[SG_NV];                                                             \
+                for (int v = 0; v < SG_NV; v++)                                          \
+                    bv[v] = *(const V *)(b + v * W);                                     \
+                for (int i = 0; i < SG_MR; i++) {                                        \
+                    V av = a[i][p] - (V){0};                                             \
+                    for (int v = 0; v < SG_NV; v++)                                      \
+                        acc[i][v] += av * bv[v];                                         \
+                }                                                                        \
+            }                                                                            \
+            for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
+                for (int v = 0; v < SG_NV; v++)                                          \
+                    *(V *)(C + (i0 + i) * (long)ldc + j + v * W) = alpha * acc[i][v];    \
+        }                                                                                \
+    }                                                                                    \
+}                                                                                        \
+                                                                                         \
+__attribute__((target(TGT))) static void                                                 \
+small_gemm_tn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,               \
+                       const T *B, int ldb, T *C, int ldc) {                             \
+    typedef sg_vec_##SUFFIX V;                                                           \
+    for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
+        int col[SG_MR];                                                                  \
+        for (int i = 0; i < SG_MR; i++)                                                  \
+            col[i] = i0 + i < m ? i0 + i : m - 1;                                        \
+        for (int j = 0; j < n; j += SG_NV * W) {                                         \
+            V acc[SG_MR][SG_NV];                                                         \
+            for (int i = 0; i < SG_MR; i++)                                              \
+                for (int v = 0; v < SG_NV; v++)                                          \
+                    acc[i][v] = (V){0};                                                  \
+            const T *a = A, *b = B + j;                                                  \
+            for (int p = 0; p < k; p++, a += lda, b += ldb) {                            \
+                V bv[SG_NV];                                                             \
+                for (int v = 0; v < SG_NV; v++)                                          \
+                    bv[v] = *(const V *)(b + v * W);                                     \
+                for (int i = 0; i < SG_MR; i++) {                                        \
+                    V av = a[col[i]] - (V){0};                                           \
+                    for (int v = 0; v < SG_NV; v++)                                      \
+                        acc[i][v] += av * bv[v];                                         \
+                }                                                                        \
+            }                                                                            \
+            for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
+                for (int v = 0; v < SG_NV; v++) {                                        \
+                    V *c = (V *)(C + (i0 + i) * (long)ldc + j + v * W);                  \
+                    *c = *c + alpha * acc[i][v];                                         \
+                }                                                                        \
+        }                                                                                \
+    }                                                                                    \
+}
+
+SG_DEFINE(d_avx2, double, 4, "avx2,fma")
+SG_DEFINE(s_avx2, float, 8, "avx2,fma")
+SG_DEFINE(d_avx512, double, 8, "avx512f")
+SG_DEFINE(s_avx512, float, 16, "avx512f")
+
+/* 2: AVX-512F, 1: AVX2 with FMA, 0: neither (use BLAS). */
+static int small_gemm_isa(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return 1;
+    return 0;
+}
+
+/* Columns of a tile for this ISA and element size (n must be a multiple of it). */
+static int small_gemm_width(int isa, int element_size) {
+    int lanes = (isa == 2 ? 64 : 32) / element_size;
+    return isa ? SG_NV * lanes : 0;
+}
+
+static void small_gemm_nn_d(int isa, int m, int n, int k, double alpha, const double *A, int lda,
+                            const double *B, int ldb, double *C, int ldc) {
+    if (isa == 2)
+        small_gemm_nn_d_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);
+    else
+        small_gemm_nn_d_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);
+}
+static void small_gemm_nn_s(int isa, int m, int n, int k, float alpha, const float *A, int lda,
+                            const float *B, int ldb, float *C, int ldc) {
+    if (isa == 2)
+        small_gemm_nn_s_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);
+    else
+        small_gemm_nn_s_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);
+}
+static void small_gemm_tn_d(int isa, int m, int n, int k, double alpha, const double *A, int lda,
+                            const double *B, int ldb, double *C, int ldc) {
+    if (isa == 2)
+        small_gemm_tn_d_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);
+    else
+        small_gemm_tn_d_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);
+}
+static void small_gemm_tn_s(int isa, int m, int n, int k, float alpha, const float *A, int lda,
+                            const float *B, int ldb, float *C, int ldc) {
+    if (isa == 2)
+        small_gemm_tn_s_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);
+    else
+        small_gemm_tn_s_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);
+}
+
+#else  /* no vector kernels here: callers use BLAS */
+
+static int small_gemm_isa(void) { return 0; }
+static int small_gemm_width(int isa, int element_size) { (void)isa; (void)element_size; return 0; }
+static void small_gemm_nn_d(int isa, int m, int n, int k, double alpha, const double *A, int lda,
+                            const double *B, int ldb, double *C, int ldc) { }
+static void small_gemm_nn_s(int isa, int m, int n, int k, float alpha, const float *A, int lda,
+                            const float *B, int ldb, float *C, int ldc) { }
+static void small_gemm_tn_d(int isa, int m, int n, int k, double alpha, const double *A, int lda,
+                            const double *B, int ldb, double *C, int ldc) { }
+static void small_gemm_tn_s(int isa, int m, int n, int k, float alpha, const float *A, int lda,
+                            const float *B, int ldb, float *C, int ldc) { }
+
+#endif
+#endif
