@@ -915,10 +915,11 @@ def test_same_inputs_same_model(backend, dtype, n_threads):
 
 
 def _thread_jobs(n_threads):
+    """Two fits that each run long enough (tens of ms) to overlap when started together."""
     jobs = []
     for k in range(2):
         X, y = labelled_data(n=3000, d=32, c=5, seed=100 + k)
-        jobs.append(dict(X=X, y=y, X_test=X[:200], y_test=y[:200], hidden=32, epochs=60, batch_size=20,
+        jobs.append(dict(X=X, y=y, X_test=X[:200], y_test=y[:200], hidden=32, epochs=20, batch_size=20,
                          lr=1e-3, reg=1e-2, seed=40 + k, backend="cython", n_threads=n_threads))
     return jobs
 
