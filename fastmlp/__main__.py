@@ -14,6 +14,9 @@ import time
 import numpy as np
 
 from fastmlp._files import write_atomically
+from fastmlp._model import json_classes
+from fastmlp._plot import plot_history, plot_title
+from fastmlp._validation import matching_labels
 from fastmlp._version import __version__
 
 HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed", "eval_every")
@@ -28,15 +31,22 @@ def _progress(args):
     return sys.stderr.isatty() and not args.quiet
 
 
+CONTROLS = ("momentum", "nesterov", "lr_schedule", "power_t", "early_stopping", "validation_fraction",
+            "n_iter_no_change", "tol", "class_weight")
+
+
 def _fit_kwargs(args):
-    return {name: getattr(args, name) for name in HYPERPARAMETERS}
+    return {name: getattr(args, name) for name in HYPERPARAMETERS + CONTROLS if hasattr(args, name)}
 
 
 def _make_out_folder(path):
     """Create the --out folder (and its parents); a clear error when it names a file."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"--out {path!r} is a file; give a folder (it is created if missing)")
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {path!r}: cannot create the output folder ({exc})") from None
 
 
 def demo(args):
@@ -131,15 +141,18 @@ def _delimiter(text):
 
 
 def write_history_csv(history, path):
-    """One row per epoch: ``epoch, loss, train_acc, test_acc`` (test_acc empty where the
-    test data was not scored)."""
+    """One row per epoch: ``epoch, loss, train_acc, test_acc, val_acc, lr`` (test_acc empty
+    where the test data was not scored, val_acc without early stopping)."""
     def write(f):
         out = csv.writer(f)
-        out.writerow(["epoch", "loss", "train_acc", "test_acc"])
+        out.writerow(["epoch", "loss", "train_acc", "test_acc", "val_acc", "lr"])
         test_acc = history.get("test_acc") or []
         test = dict(zip(history.get("test_epoch") or range(1, len(test_acc) + 1), test_acc))
+        val, lrs = history.get("val_acc") or [], history.get("lr") or []
         for epoch, (loss, acc) in enumerate(zip(history["loss"], history["train_acc"]), start=1):
-            out.writerow([epoch, repr(loss), repr(acc), repr(test[epoch]) if epoch in test else ""])
+            out.writerow([epoch, repr(loss), repr(acc), repr(test[epoch]) if epoch in test else "",
+                          repr(val[epoch - 1]) if epoch <= len(val) else "",
+                          repr(lrs[epoch - 1]) if epoch <= len(lrs) else ""])
     write_atomically(path, write)
 
 
@@ -161,8 +174,8 @@ def train(args):
         if unknown.size:
             raise ValueError(f"--test-data has labels the training data lacks: {unknown[:5].tolist()}")
         y_test_index = np.searchsorted(classes, y_test)
-    elif args.test_split > 0:
-        if not args.test_split < 1:
+    elif args.test_split != 0:
+        if not 0 < args.test_split < 1:  # (NaN fails this too)
             raise ValueError(f"--test-split must be a fraction in [0, 1), got {args.test_split}")
         order = np.random.default_rng(args.seed).permutation(len(X))
         n_test = int(round(len(X) * args.test_split))
@@ -174,23 +187,39 @@ def train(args):
     else:
         X_test = y_test_index = None
 
+    try:
+        json_classes(classes)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--data: its labels cannot be stored in a model file ({exc})") from None
+    paths = _output_paths(args.out, ("model.npz", "epoch_plots.png", "history.csv"))
+
     print(_describe("data", X))
     print(f"{len(classes)} classes, {len(X)} training samples"
           + (f", {len(X_test)} test samples" if X_test is not None else ""))
-    _make_out_folder(args.out)
-    paths = {name: os.path.join(args.out, name) for name in ("model.npz", "epoch_plots.png", "history.csv")}
     start = time.perf_counter()
     model = fastmlp.fit(X, y_index, X_test=X_test, y_test=y_test_index, n_classes=len(classes),
-                        dtype=args.dtype, n_threads=args.threads, plot=paths["epoch_plots.png"],
+                        dtype=args.dtype, n_threads=args.threads,
                         progress=_progress(args), **_fit_kwargs(args))
     elapsed = time.perf_counter() - start
     model.classes = classes
+    # The model first, the accessories after: a failing plot must not cost the run.
     model.save(paths["model.npz"])
     write_history_csv(model.history, paths["history.csv"])
     print(f"training accuracy {model.score(X, classes[y_index])}")
+    if model.best_epoch is not None:
+        print(f"early stopping: kept epoch {model.best_epoch} of {len(model.history['loss'])} "
+              f"(validation accuracy {model.history['val_acc'][model.best_epoch - 1]})")
     if X_test is not None:
-        print(f"test accuracy {model.history['test_acc'][-1]}")
-    print(f"trained in {elapsed:.2f} s; wrote {', '.join(paths.values())}")
+        print(f"test accuracy {model.score(X_test, classes[y_test_index])}")
+    print(f"trained in {elapsed:.2f} s; wrote {paths['model.npz']}, {paths['history.csv']}")
+    try:
+        plot_history(model.history, paths["epoch_plots.png"],
+                     plot_title(len(X), X.shape[1], len(classes), None if X_test is None else len(X_test),
+                                model.params))
+    except Exception as exc:
+        raise OSError(f"could not write {paths['epoch_plots.png']!r} ({type(exc).__name__}: {exc}); "
+                      f"the model and history were written") from None
+    print(f"wrote {paths['epoch_plots.png']}")
     return 0
 
 
@@ -210,6 +239,18 @@ def _load_for_model(args, n_features):
     return load_data(args.data, 0, delimiter=args.delimiter, require_labels=False)
 
 
+def _output_paths(folder, names):
+    """``{name: path}`` in ``folder`` (created if missing), checked before any work: none
+    of the paths may be a folder."""
+    _make_out_folder(folder)
+    paths = {name: os.path.join(folder, name) for name in names}
+    for path in paths.values():
+        if os.path.isdir(path):
+            raise ValueError(f"--out {folder!r}: {path!r} is a folder, so the output cannot be "
+                             f"written there; remove it or choose another --out")
+    return paths
+
+
 def predict(args):
     """Predict labels for a data file with a saved model: one label per line."""
     import fastmlp
@@ -223,13 +264,13 @@ def predict(args):
                          f"{model.n_features}{hint}")
     labels = model.predict(X)
     lines = "".join(f"{label}\n" for label in labels.tolist())
+    correct = None if y is None else matching_labels(labels, y, "--data labels")
     if args.out:
         write_atomically(args.out, lambda f: f.write(lines))
     else:
         sys.stdout.write(lines)
-    if y is not None:
-        print(f"accuracy {float(np.mean(labels.astype(str) == np.asarray(y).astype(str)))} "
-              f"on {len(y)} labelled samples", file=sys.stderr)
+    if correct is not None:
+        print(f"accuracy {float(np.mean(correct))} on {len(y)} labelled samples", file=sys.stderr)
     return 0
 
 
@@ -251,6 +292,8 @@ def bench(args):
     """Run the benchmark suite (fastmlp.benchmark): print the table, write md/csv/png."""
     from fastmlp import benchmark
 
+    if args.repeat < 1:
+        raise ValueError(f"--repeat must be at least 1 (timed epochs per measurement), got {args.repeat}")
     peers = benchmark.PEERS if not args.peers else tuple(args.peers)
     unknown = sorted(set(peers) - set(benchmark.PEERS))
     if unknown:
@@ -284,6 +327,26 @@ def _add_table_options(p, predict=False):
                    help="CSV cell separator (default ',', or tab for .tsv files; 'tab' for a tab)")
 
 
+def _add_controls(p):
+    """The training controls of fastmlp.fit, with its defaults (the seed's plain SGD)."""
+    g = p.add_argument_group("training controls (see fastmlp.fit)")
+    g.add_argument("--momentum", type=float, default=0.0, help="momentum in [0, 1) (default 0: plain SGD)")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov's momentum")
+    g.add_argument("--lr-schedule", choices=["constant", "invscaling", "adaptive"], default="constant",
+                   help="learning-rate schedule (default constant)")
+    g.add_argument("--power-t", type=float, default=0.5, help="exponent of invscaling (default 0.5)")
+    g.add_argument("--early-stopping", action="store_true",
+                   help="hold out --validation-fraction, stop when its accuracy stalls, keep the best epoch")
+    g.add_argument("--validation-fraction", type=float, default=0.1,
+                   help="share of the training data held out by --early-stopping (default 0.1)")
+    g.add_argument("--n-iter-no-change", type=int, default=None,
+                   help="epochs without improvement by --tol before stopping (default: 10 with "
+                        "--early-stopping or adaptive, else never stop on the training loss)")
+    g.add_argument("--tol", type=float, default=1e-4, help="smallest improvement that counts (default 1e-4)")
+    g.add_argument("--class-weight", choices=["balanced"], default=None,
+                   help="weigh classes by n_samples / (n_classes * count)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastmlp", description="Fast two-layer neural networks on the CPU.")
     parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
@@ -310,6 +373,7 @@ def build_parser():
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="training dtype (default float64)")
     p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: the available cores)")
+    _add_controls(p)
     p.add_argument("--out", default=".", help="folder for the outputs (default: current folder)")
     p.set_defaults(func=train)
 

@@ -1,26 +1,34 @@
 """``fastmlp.fit``: argument checks, initialisation, the epoch loop and its history."""
 
 import contextlib
+import dataclasses
 import numbers
 import threading
 import warnings
 
 import numpy as np
 
+
 from . import reference
+from ._divergence import DivergenceCheck
+from ._controls import Controls, TrainingState, sample_weights, validation_split, weighted_accuracy
 from ._model import MLPModel, logits_in_blocks
 from ._blas import BlasThreads, step_products
+from ._plot import check_plot_path
 from ._threads import aligned_copy, n_slices
 from ._validation import (
-    all_finite,
+    check_bool,
     check_features,
     check_float,
     check_int,
     check_labels,
+    issparse,
     resolve_dtype,
 )
 
 BACKENDS = ("cython", "numpy")
+#: Rows of a sparse X made dense at a time for the compiled step (a whole number of batches).
+SPARSE_BLOCK_ROWS = 4096
 
 
 def init_params(rng, n_features, hidden, n_classes, dtype):
@@ -66,8 +74,10 @@ def _warn_unused_classes(y, n_classes):
 
 def _copy_init(init, n_features, hidden, n_classes, dtype):
     """Fresh C-contiguous copies of a user's ``init=(W1, b1, W2, b2)`` (never mutated)."""
+    if isinstance(init, MLPModel):
+        init = (init.W1, init.b1, init.W2, init.b2)
     if not isinstance(init, (tuple, list)) or len(init) != 4:
-        raise TypeError("init must be a tuple (W1, b1, W2, b2) of arrays")
+        raise TypeError("init must be a tuple (W1, b1, W2, b2) of arrays or an MLPModel")
     shapes = {"W1": (n_features, hidden), "b1": (hidden,), "W2": (hidden, n_classes), "b2": (n_classes,)}
     out = []
     for (name, shape), arr in zip(shapes.items(), init):
@@ -77,11 +87,15 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
             raise ValueError(f"init {name} is not an array of numbers ({exc})") from None
         if given.dtype.kind not in "biuf":
             raise TypeError(f"init {name} must hold real numbers, got dtype {given.dtype}")
-        a = np.array(given, dtype=dtype, order="C", copy=True)
+        with np.errstate(over="ignore"):
+            a = np.array(given, dtype=dtype, order="C", copy=True)
         if a.shape != shape:
             raise ValueError(f"init {name} has shape {a.shape} but the data and hidden={hidden} "
                              f"need {shape} (n_features={n_features}, n_classes={n_classes})")
         if not np.isfinite(a).all():
+            if given.dtype.kind == "f" and np.isfinite(given).all():
+                raise ValueError(f"init {name} holds values too large for {np.dtype(dtype).name} "
+                                 f"(|x| > {np.finfo(dtype).max:.3g}); use dtype=float64 or smaller weights")
             raise ValueError(f"init {name} contains NaN or infinity")
         out.append(a)
     return tuple(out)
@@ -118,20 +132,43 @@ class Trainer:
             return BlasThreads.shared().single()
         return contextlib.nullcontext()
 
-    def epoch(self, X, y, order, params, lr, reg):
-        """One epoch over the rows ``order``, in place on ``params``: ``(data_loss, n_correct)``.
+    def epoch(self, X, y, order, params, lr, reg, sample_weight=None, velocities=None,
+              momentum=0.0, nesterov=False):
+        """One epoch over the rows ``order``, in place on ``params`` (and ``velocities``):
+        ``(data_loss, n_correct)``, both weighted by ``sample_weight`` when given.
 
         Ctrl-C in the main thread stops the compiled step after a complete step
         (KeyboardInterrupt), leaving ``params`` consistent.
         """
         if self.backend == "numpy":
-            return reference.sgd_epoch(X, y, order, params, lr, reg, self.batch_size)
-        return self._sgd.sgd_epoch(X, y, order, *params, self.workspace, lr, reg,
-                                   main_thread=threading.current_thread() is threading.main_thread())
+            return reference.sgd_epoch(X, y, order, params, lr, reg, self.batch_size,
+                                       velocities=velocities, momentum=momentum, nesterov=nesterov,
+                                       sample_weight=sample_weight)
+        controls = {"main_thread": threading.current_thread() is threading.main_thread()}
+        if sample_weight is not None:
+            controls["sample_weight"] = sample_weight
+        if momentum > 0:
+            controls.update(velocities=velocities, momentum=momentum, nesterov=nesterov)
+        if not issparse(X):
+            return self._sgd.sgd_epoch(X, y, order, *params, self.workspace, lr, reg, **controls)
+        # A sparse X goes through in blocks of whole batches, each made dense on its own.
+        block = self.batch_size * max(1, SPARSE_BLOCK_ROWS // self.batch_size)
+        dense = np.empty((min(block, len(order)), X.shape[1]), dtype=X.dtype)
+        data_loss, n_correct = 0.0, 0
+        for start in range(0, len(order), block):
+            rows = order[start:start + block]
+            X_rows = X[rows].toarray(out=dense[:len(rows)])
+            if sample_weight is not None:
+                controls["sample_weight"] = sample_weight[rows]
+            loss, correct = self._sgd.sgd_epoch(X_rows, y[rows], np.arange(len(rows), dtype=np.int64),
+                                                *params, self.workspace, lr, reg, **controls)
+            data_loss += loss
+            n_correct += correct
+        return data_loss, n_correct
 
     def logits(self, X, params):
         """``relu(X @ W1 + b1) @ W2 + b2`` for validated ``X`` of the training dtype."""
-        if self.backend == "numpy":
+        if self.backend == "numpy" or issparse(X):
             return logits_in_blocks(X, params)
         out = np.empty((X.shape[0], params[2].shape[1]), dtype=X.dtype)
         return self._sgd.forward_logits(X, *params, self.workspace, out)
@@ -139,28 +176,34 @@ class Trainer:
 
 def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         X_test=None, y_test=None, n_classes=None, seed=0, shuffle=True, init=None,
-        dtype=None, backend="cython", n_threads=None, plot=None, progress=False, eval_every=1):
+        dtype=None, backend="cython", n_threads=None, plot=None, progress=False, eval_every=1,
+        momentum=0.0, nesterov=False, lr_schedule="constant", power_t=0.5,
+        early_stopping=False, validation_fraction=0.1, n_iter_no_change=None, tol=1e-4,
+        sample_weight=None, class_weight=None):
     """Train a two-layer network with minibatch SGD on the seed's cost.
 
     The network is ``softmax(relu(X @ W1 + b1) @ W2 + b2)``; each minibatch step
     minimises ``-sum log softmax(logits)[y] + reg * (||W1||^2 + ||W2||^2)``
-    (summed over the batch, biases not regularized) with ``W -= lr * dW``. See
-    :mod:`fastmlp.reference` for the equations.
+    (summed over the batch, biases not regularized) with ``W -= lr * dW``, or with
+    momentum. See :mod:`fastmlp.reference` for the equations. The defaults train
+    the seed's plain SGD for a fixed number of epochs.
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
         Training data. Not modified; not copied when it already is a C-contiguous
-        array of the training dtype.
+        array of the training dtype. A sparse ``X`` (CSR or CSC) is never made dense
+        as a whole: each batch's rows are.
     y : array-like of int, shape (n_samples,)
         Class labels ``0..C-1``.
     hidden : int, default 128
         Number of hidden units H.
     epochs : int, default 200
+        The most epochs to train (fewer when a stopping rule ends training).
     batch_size : int, default 30
         Rows per SGD step; the last batch of an epoch may be smaller.
     lr : float, default 1e-4
-        Learning rate.
+        Learning rate (of the first epoch, with a schedule).
     reg : float, default 1e-2
         L2 strength on W1 and W2.
     X_test, y_test : array-like, optional
@@ -171,11 +214,17 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     seed : int, numpy.random.Generator or None, default 0
         Seeds one ``numpy.random.Generator`` (or is that Generator) that draws the initial weights
         (He-normal ``W1 ~ N(0, 2/D)``, ``W2 ~ N(0, 2/H)``, zero biases) and then
-        each epoch's shuffle; the same for both backends.
+        each epoch's shuffle; the same for both backends. The early-stopping split
+        comes from a generator spawned from it, so the training stream is the same
+        with and without it.
     shuffle : bool, default True
         Visit the rows in a new random order each epoch; if False, in order.
-    init : tuple (W1, b1, W2, b2), optional
-        Starting weights instead of the random ones (copied, never modified).
+        (Only True or False: a string such as ``"no"`` is refused, not taken as true.)
+    init : tuple (W1, b1, W2, b2) or MLPModel, optional
+        Starting weights instead of the random ones (copied, never modified). An
+        :class:`MLPModel` from an earlier fit also hands over its training state
+        (momentum velocities, samples seen, the adaptive rate and no-improvement
+        counter), so ``fit(..., epochs=1, init=model)`` continues that fit exactly.
     dtype : float32 or float64, optional
         Training dtype; default float32 when X is float32, else float64.
     backend : {"cython", "numpy"}, default "cython"
@@ -189,6 +238,9 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         of one sum and so the last bits.
     plot : str or os.PathLike, optional
         Write the epoch plots (loss; training and test accuracy) to this PNG file.
+        The path is checked before the first epoch (its folder must exist); if
+        writing the plot still fails, a ``RuntimeWarning`` says why and the trained
+        model is returned all the same.
     progress : bool, default False
         Show a tqdm progress bar over epochs with the loss and accuracies.
     eval_every : int, default 1
@@ -196,21 +248,65 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
         ``history["test_epoch"]`` lists the epochs scored. The seed's per-epoch test
         curve is the default; on small data an evaluation can cost as much as a
         large part of an epoch, so sweeps may score less often.
+    momentum : float in [0, 1), default 0
+        Momentum of scikit-learn's SGD rule on every parameter (``dW`` the full
+        gradient, L2 included): ``V := momentum * V - lr * dW``, ``W := W + V``. The
+        velocities start at zero and carry over into a fit continued with
+        ``init=model``.
+    nesterov : bool, default False
+        Nesterov's momentum: ``W := W + momentum * V - lr * dW`` with the new ``V``.
+    lr_schedule : {"constant", "invscaling", "adaptive"}, default "constant"
+        ``"invscaling"``: an epoch's rate is ``lr / (t + 1) ** power_t``, ``t`` the
+        training samples seen before it (counted across continued fits).
+        ``"adaptive"``: ``lr`` while the monitored score improves; divided by 5 each
+        time it has not improved by ``tol`` for more than ``n_iter_no_change`` epochs
+        in a row (10 when None); once the rate is <= 1e-6 the next such stall stops
+        training. The score is the validation accuracy with early stopping, else
+        ``history["loss"]``. ``history["lr"]`` has each epoch's rate.
+    power_t : float >= 0, default 0.5
+        Exponent of ``"invscaling"``.
+    early_stopping : bool, default False
+        Hold out a stratified ``validation_fraction`` of the training data, score
+        its (weighted) accuracy after each epoch into ``history["val_acc"]``, stop
+        when it has not improved by ``tol`` for more than ``n_iter_no_change``
+        epochs in a row (10 when None), and return the weights of the best epoch
+        (``model.best_epoch``, 1-based).
+    validation_fraction : float in (0, 1), default 0.1
+        ``ceil(validation_fraction * n_samples)`` rows are held out (at least 2).
+    n_iter_no_change : int >= 1 or None, default None
+        Patience of the stopping rules. Without early stopping, a number here also
+        stops training when the training loss has not improved by ``tol`` for more
+        than that many epochs; None trains all ``epochs``.
+    tol : float >= 0, default 1e-4
+        Smallest improvement of the monitored score that counts.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weight per row: row i's loss and gradient are multiplied by
+        it (the cost stays a sum; see :mod:`fastmlp.reference`). All ones give
+        the unweighted fit bitwise.
+    class_weight : None, "balanced" or dict, default None
+        Multiplies into ``sample_weight``: ``"balanced"`` weighs class c by
+        ``n_samples / (n_classes_present * count(c))`` over ``y``; a dict maps a
+        label to its weight (others keep 1).
 
     Returns
     -------
     MLPModel
-        The trained weights, their ``history``, and ``predict``/``score``/``save``.
+        The trained weights, their ``history`` (one entry per epoch: ``loss`` and
+        ``train_acc`` weighted by the sample weights when given, ``test_acc``,
+        ``val_acc`` and ``lr``), ``best_epoch``, and ``predict``/``score``/``save``.
 
     Raises
     ------
     FloatingPointError
-        When the loss or the weights stop being finite (lr too large).
+        When training diverges (lr too large, or X unscaled), checked after every
+        epoch: the loss or the weights stop being finite, the loss grows 1000-fold
+        beyond its start, or the hidden layer dies (every ReLU output 0 for every
+        training sample). See :class:`fastmlp._divergence.DivergenceCheck`.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     dtype = resolve_dtype(dtype, X)
-    X = check_features(X, "X", dtype)
+    X = check_features(X, "X", dtype, accept_sparse=True)
     n_samples, n_features = X.shape
     inferred = n_classes is None
     y, n_classes = check_labels(y, "y", n_samples, n_classes)
@@ -221,20 +317,36 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     lr = check_float(lr, "lr", positive=True)
     reg = check_float(reg, "reg", positive=False)
+    controls = Controls.checked(momentum, nesterov, lr_schedule, power_t, early_stopping,
+                                validation_fraction, n_iter_no_change, tol)
+    weights = sample_weights(sample_weight, class_weight, y, n_classes)
     if n_threads is not None:
         check_int(n_threads, "n_threads", minimum=1)
     eval_every = check_int(eval_every, "eval_every", minimum=1)
+    shuffle = check_bool(shuffle, "shuffle")
+    progress = check_bool(progress, "progress")
+    if plot is not None:
+        check_plot_path(plot, "plot")
     if 2 * lr * reg >= 1:
         raise ValueError(f"lr * reg must be < 0.5 (got lr={lr}, reg={reg}): each step scales the "
                          f"weights by 1 - 2*lr*reg, which must stay positive; lower lr or reg")
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together (or neither)")
     if X_test is not None:
-        X_test = check_features(X_test, "X_test", dtype, n_features=n_features)
+        X_test = check_features(X_test, "X_test", dtype, n_features=n_features, accept_sparse=True)
         y_test, _ = check_labels(y_test, "y_test", X_test.shape[0], n_classes)
-    batch_size = min(batch_size, n_samples)
 
     rng = _generator(seed)
+    # The hold-out is drawn from a child of the seed's generator: spawning leaves
+    # the parent's stream (initial weights, shuffles) as it is.
+    validation = _Validation(X, y, weights, controls, rng, n_classes) if controls.early_stopping else None
+    train_rows = np.arange(n_samples, dtype=np.int64) if validation is None else validation.train_rows
+    n_train = len(train_rows)
+    total_weight = n_train if weights is None else float(np.sum(weights[train_rows]))
+    if not total_weight > 0:
+        raise ValueError("the training rows left after the validation split all have weight 0")
+    batch_size = min(batch_size, n_train)
+
     if init is None:
         params = init_params(rng, n_features, hidden, n_classes, dtype)
     else:
@@ -242,32 +354,50 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     # Each weight array starts on a cache line: threads updating neighbouring
     # slices of W1 then never write the same line.
     params = tuple(aligned_copy(p) for p in params)
+    state = init.state.copy() if isinstance(init, MLPModel) and init.state is not None else TrainingState()
+    state.prepare(params, controls, lr)
+    if state.velocities is not None:   # owned per hidden slice like the weights: aligned alike
+        state.velocities = tuple(aligned_copy(v) for v in state.velocities)
     trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
 
-    history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": []}
+    history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": [], "val_acc": [], "lr": []}
     model = MLPModel(*params, history=history, params=dict(
         hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, n_classes=n_classes,
-        seed=seed if seed is None or isinstance(seed, numbers.Integral) else repr(seed),
-        shuffle=bool(shuffle), dtype=dtype.name, backend=backend, n_threads=trainer.n_threads))
+        seed=int(seed) if isinstance(seed, numbers.Integral) else None if seed is None else repr(seed),
+        shuffle=bool(shuffle), dtype=dtype.name, backend=backend, n_threads=trainer.n_threads,
+        **{k: v for k, v in dataclasses.asdict(controls).items() if v != getattr(Controls, k)},
+        **({} if weights is None else {"weighted": True}),
+        **({} if class_weight is None else {"class_weight": class_weight if isinstance(class_weight, str)
+                                            else {str(k): float(v) for k, v in class_weight.items()}})))
+    model.state = state
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, unit="epoch", desc="fastmlp")
-    in_order = np.arange(n_samples, dtype=np.int64)
+    divergence = DivergenceCheck(X, y, params, lr)
     try:
         with trainer.running():
             for epoch in range(1, epochs + 1):
-                order = rng.permutation(n_samples) if shuffle else in_order
-                data_loss, n_correct = trainer.epoch(X, y, order, params, lr, reg)
-                if not np.isfinite(data_loss) or not all(all_finite(p) for p in params):
-                    raise FloatingPointError(
-                        f"training diverged in epoch {epoch}: the loss or the weights are no longer "
-                        f"finite; use a smaller learning rate than lr={lr}")
-                history["loss"].append(data_loss / n_samples)
-                history["train_acc"].append(n_correct / n_samples)
+                order = train_rows[rng.permutation(n_train)] if shuffle else train_rows
+                epoch_lr = state.epoch_lr(controls, lr)
+                data_loss, n_correct = trainer.epoch(X, y, order, params, epoch_lr, reg, weights,
+                                                     state.velocities, controls.momentum, controls.nesterov)
+                divergence.after_epoch(epoch, data_loss / total_weight, params, epoch_lr)
+                history["loss"].append(data_loss / total_weight)
+                history["train_acc"].append(n_correct / total_weight)
+                history["lr"].append(epoch_lr)
                 postfix = {"loss": f"{history['loss'][-1]:.4f}", "train_acc": f"{history['train_acc'][-1]:.4f}"}
-                if X_test is not None and (epoch % eval_every == 0 or epoch == epochs):
+                val_acc = None
+                if validation is not None:
+                    val_acc = validation.score(trainer, params)
+                    history["val_acc"].append(val_acc)
+                    postfix["val_acc"] = f"{val_acc:.4f}"
+                stop = state.end_epoch(controls, n_train, epoch_lr, history["loss"][-1], val_acc,
+                                       validation.best_score if validation is not None else None)
+                if validation is not None:
+                    validation.keep_if_best(val_acc, epoch, params)
+                if X_test is not None and (epoch % eval_every == 0 or epoch == epochs or stop):
                     predicted = np.argmax(trainer.logits(X_test, params), axis=1)
                     history["test_acc"].append(float(np.mean(predicted == y_test)))
                     history["test_epoch"].append(epoch)
@@ -275,16 +405,55 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
                 if bar is not None:
                     bar.set_postfix(postfix, refresh=False)
                     bar.update()
+                if stop:
+                    break
     finally:
         if bar is not None:
             bar.close()
 
+    if validation is not None and validation.best_epoch is not None:
+        for p, best in zip(params, validation.best_params):
+            p[...] = best
+        model.best_epoch = validation.best_epoch
     if plot is not None:
-        from ._plot import plot_history
-        data = f"{n_samples} samples × {n_features} features, {n_classes} classes"
-        if X_test is not None:
-            data += f", {len(X_test)} test samples"
-        plot_history(history, plot, title=f"{data}\nhidden={hidden}, epochs={epochs}, "
-                                          f"batch_size={batch_size}, lr={lr:g}, reg={reg:g}, {dtype.name}, "
-                                          f"{backend}")
+        from ._plot import plot_title
+        _plot_or_warn(history, plot, plot_title(n_samples, n_features, n_classes,
+                                                None if X_test is None else len(X_test), model.params))
     return model
+
+
+def _plot_or_warn(history, path, title=None):
+    """Write the epoch plots; on failure warn (RuntimeWarning) instead of losing the model."""
+    from ._plot import plot_history
+    try:
+        plot_history(history, path, title=title)
+    except Exception as exc:  # an accessory: the trained model matters more
+        warnings.warn(f"the epoch plots could not be written to {path!r} ({type(exc).__name__}: "
+                      f"{exc}); the trained model is returned without them", RuntimeWarning,
+                      stacklevel=3)
+
+
+class _Validation:
+    """Early stopping's hold-out: its rows, its (weighted) accuracy, the best epoch's weights."""
+
+    def __init__(self, X, y, weights, controls, rng, n_classes):
+        self.train_rows, rows = validation_split(y, controls.validation_fraction, rng.spawn(1)[0], n_classes)
+        self.X, self.y = X[rows], y[rows]
+        self.weights = None if weights is None else weights[rows]
+        if self.weights is not None and not self.weights.sum() > 0:
+            raise ValueError("the validation rows all have sample weight 0; early stopping cannot "
+                             "score them (change validation_fraction or the weights)")
+        self.best_score = -np.inf
+        self.best_epoch = None
+        self.best_params = None
+
+    def score(self, trainer, params):
+        """The (weighted) accuracy of ``params`` on the held-out rows."""
+        predicted = np.argmax(trainer.logits(self.X, params), axis=1)
+        return weighted_accuracy(predicted, self.y, self.weights)
+
+    def keep_if_best(self, score, epoch, params):
+        """Remember a copy of ``params`` when ``score`` beats every earlier epoch's."""
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_params = tuple(p.copy() for p in params)

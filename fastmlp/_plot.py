@@ -3,6 +3,35 @@
 import os
 
 
+def check_plot_path(path, name):
+    """Raise unless ``path`` can take a PNG: a str or os.PathLike, not a folder, in a
+    folder that exists. Called before training, so a bad path costs no run."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name} must be a file path (str or os.PathLike) for the PNG, "
+                        f"got {path!r}") from None
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text or os.path.isdir(text):
+        raise ValueError(f"{name}={text!r} is a folder; give a file name such as "
+                         f"{os.path.join(text or '.', 'epoch_plots.png')!r}")
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{name}={text!r}: its folder {folder!r} does not exist; create it first")
+    return text
+
+
+def plot_title(n_samples, n_features, n_classes, n_test, params):
+    """The plots' title: the data's shape, then the hyperparameters of ``params`` (a model's)."""
+    data = f"{n_samples} samples × {n_features} features, {n_classes} classes"
+    if n_test is not None:
+        data += f", {n_test} test samples"
+    return (f"{data}\nhidden={params['hidden']}, epochs={params['epochs']}, "
+            f"batch_size={params['batch_size']}, lr={params['lr']:g}, reg={params['reg']:g}, "
+            f"{params['dtype']}, {params['backend']}")
+
+
 def plot_history(history, path, title=None):
     """Write the epoch plots of ``history`` to ``path`` (PNG).
 
@@ -49,6 +78,8 @@ def history_figure(history, title=None):
         test_epochs = history.get("test_epoch") or range(1, len(history["test_acc"]) + 1)
         ax_acc.plot(test_epochs, history["test_acc"], label="test",
                     marker="." if len(history["test_acc"]) < len(history["loss"]) else None)
+    if history.get("val_acc"):
+        ax_acc.plot(epochs[:len(history["val_acc"])], history["val_acc"], label="validation (early stopping)")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_title("accuracy")

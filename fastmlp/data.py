@@ -20,12 +20,13 @@ import math
 import numbers
 import os
 import struct
-import zipfile
 import zlib
 
 import numpy as np
 
 from ._chunks import iter_chunks
+from ._files import check_regular_file
+from ._npz import NpzArchive
 from ._validation import all_finite
 
 __all__ = ["scale_pixels", "load_digits_split", "load_idx", "load_npz", "load_csv", "iter_chunks"]
@@ -45,7 +46,17 @@ def scale_pixels(images, max_value):
     -------
     ndarray of float64
         ``images * (2 / max_value) - 1``, same shape as ``images``.
+
+    Raises
+    ------
+    ValueError
+        When ``max_value`` is not a positive finite number.
     """
+    if isinstance(max_value, bool) or not isinstance(max_value, numbers.Real):
+        raise TypeError(f"max_value must be a positive number (the brightest intensity), got {max_value!r}")
+    if not (math.isfinite(max_value) and max_value > 0):
+        raise ValueError(f"max_value must be a positive finite number (the brightest intensity, "
+                         f"e.g. 255), got {max_value}")
     return np.asarray(images, dtype=np.float64) * (2.0 / max_value) - 1.0
 
 
@@ -70,11 +81,17 @@ def load_digits_split(test_fraction=0.25, seed=0):
     """
     from sklearn.datasets import load_digits
 
+    if (isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real)
+            or not 0 < test_fraction < 1):
+        raise ValueError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
     X, y = load_digits(return_X_y=True)
     X = scale_pixels(X, 16)
     y = y.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(X))
     n_train = int(round(len(X) * (1 - test_fraction)))
+    if not 0 < n_train < len(X):
+        raise ValueError(f"test_fraction={test_fraction} of {len(X)} images leaves no "
+                         f"{'training' if n_train == 0 else 'test'} images")
     train, test = order[:n_train], order[n_train:]
     return X[train], y[train], X[test], y[test]
 
@@ -109,38 +126,52 @@ def _describe_idx_magic(magic):
     return f"not an IDX file (its first 4 bytes are 0x{magic:08X})"
 
 
-def _read_maybe_gzip(path, name):
-    """All bytes of ``path``, decompressed when it starts with the gzip magic ``1f 8b``.
+def _read_idx_bytes(path, name, n_dims):
+    """The bytes of the IDX file ``path`` (decompressed when it starts with the gzip
+    magic ``1f 8b``): ``(data, length, compressed)``.
 
-    Returns ``(data, compressed)``. The file is read once; a damaged gzip stream
-    raises ValueError naming the file.
+    The file is read once. Of a gzip stream, only the header (4 + 4 * ``n_dims``
+    bytes) and the data bytes it announces are kept; the rest is counted in
+    ``length`` but not stored, so a small damaged file cannot fill the memory. A
+    damaged gzip stream raises ValueError naming the file.
     """
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{name} file {path!r} does not exist; check the path "
-                                f"(MNIST's files are e.g. t10k-images-idx3-ubyte.gz)") from None
-    with f:
+    check_regular_file(path, f"{name} file")
+    with open(path, "rb") as f:
         compressed = f.read(2) == _GZIP_MAGIC
         f.seek(0)
         if not compressed:
-            return f.read(), False
+            data = f.read()
+            return data, len(data), False
+        header_size = 4 * (1 + n_dims)
         try:
             with gzip.GzipFile(fileobj=f, mode="rb") as stream:
-                return stream.read(), True
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+                head = stream.read(header_size)
+                keep = header_size
+                if len(head) == header_size:
+                    keep += math.prod(struct.unpack_from(">" + "I" * n_dims, head, 4))
+                chunks, length = [head], len(head)
+                while chunk := stream.read(_GZIP_CHUNK):
+                    if length < keep:
+                        chunks.append(chunk[:keep - length])
+                    length += len(chunk)
+        except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
             raise ValueError(f"{name} file {path!r} is a damaged gzip file ({exc}); "
                              f"it is truncated or corrupt, download it again") from None
+    return b"".join(chunks), length, True
 
 
-def _parse_idx(data, compressed, path, name, magic, dims_names):
-    """The uint8 array (a view of ``data``) and dimensions of an IDX file, fully checked."""
+_GZIP_CHUNK = 1 << 20
+
+
+def _parse_idx(data, length, compressed, path, name, magic, dims_names):
+    """The uint8 array (a view of ``data``) and dimensions of an IDX file of ``length``
+    bytes (``data`` may hold only its first ones), fully checked."""
     where = " after decompression" if compressed else ""
     expected = _describe_idx_magic(magic)
-    if len(data) == 0:
+    if length == 0:
         raise ValueError(f"{name} file {path!r} is empty{where}; expected {expected}")
-    if len(data) < 4:
-        raise ValueError(f"{name} file {path!r} is too short ({len(data)} bytes{where}) to hold an "
+    if length < 4:
+        raise ValueError(f"{name} file {path!r} is too short ({length} bytes{where}) to hold an "
                          f"IDX magic number; expected {expected}")
     (found,) = struct.unpack_from(">I", data)
     if found != magic:
@@ -149,12 +180,12 @@ def _parse_idx(data, compressed, path, name, magic, dims_names):
             hint = "; did you swap the images and labels arguments?"
         raise ValueError(f"{name} file {path!r} is {_describe_idx_magic(found)}, expected {expected}{hint}")
     header_size = 4 * (1 + len(dims_names))
-    if len(data) < header_size:
-        raise ValueError(f"{name} file {path!r} is truncated: {len(data)} bytes{where}, shorter than "
+    if length < header_size:
+        raise ValueError(f"{name} file {path!r} is truncated: {length} bytes{where}, shorter than "
                          f"its {header_size}-byte header; download it again")
     dims = struct.unpack_from(">" + "I" * len(dims_names), data, 4)
     n_bytes = math.prod(dims)
-    held = len(data) - header_size
+    held = length - header_size
     shape = " x ".join(f"{d} {dim_name}" for d, dim_name in zip(dims, dims_names))
     if held < n_bytes:
         raise ValueError(f"{name} file {path!r} is truncated: its header announces {shape} = "
@@ -197,19 +228,23 @@ def load_idx(images, labels=None):
         When a file does not exist.
     ValueError
         When a file is empty, not an IDX file of the expected kind (e.g. images
-        and labels swapped), shorter or longer than its header says, or a damaged
-        gzip stream; or when the two files hold different numbers of samples.
+        and labels swapped), shorter or longer than its header says, a damaged
+        gzip stream, or not a regular file (a folder or FIFO); when the images
+        file holds no images (or images of 0 pixels); or when the two files hold
+        different numbers of samples.
     """
     images = _fspath(images, "images")
-    data, compressed = _read_maybe_gzip(images, "images")
-    pixels, (n_images, rows, cols) = _parse_idx(data, compressed, images, "images", _IDX_IMAGES,
-                                                ("images", "rows", "columns"))
+    pixels, (n_images, rows, cols) = _parse_idx(*_read_idx_bytes(images, "images", 3), images, "images",
+                                                _IDX_IMAGES, ("images", "rows", "columns"))
+    if n_images == 0 or rows * cols == 0:
+        raise ValueError(f"images file {images!r} holds {n_images} images of {rows} x {cols} pixels; "
+                         f"it needs at least one image of at least one pixel")
     X = scale_pixels(pixels.reshape(n_images, rows * cols), 255)
     if labels is None:
         return X, None
     labels = _fspath(labels, "labels")
-    data, compressed = _read_maybe_gzip(labels, "labels")
-    label_bytes, (n_labels,) = _parse_idx(data, compressed, labels, "labels", _IDX_LABELS, ("labels",))
+    label_bytes, (n_labels,) = _parse_idx(*_read_idx_bytes(labels, "labels", 1), labels, "labels",
+                                          _IDX_LABELS, ("labels",))
     if n_images != n_labels:
         raise ValueError(f"images file {images!r} holds {n_images} images but labels file {labels!r} "
                          f"holds {n_labels} labels; pass the label file that belongs to these images")
@@ -247,69 +282,47 @@ def load_npz(path, require_labels=True):
         When the file is not an ``.npz`` archive or is damaged; when ``X`` or ``y``
         is missing or an object array; when ``X`` is not a non-empty 2-D array of
         real numbers, or holds NaN or infinity; when ``y`` is not 1-D with one
-        label per row of ``X``.
+        label per row of ``X``. Names, shapes and dtypes are checked from the
+        archive's headers before any array is read, so a small damaged file
+        cannot demand a large allocation.
     """
     path = _fspath(path, "path")
-    fix = "write one with numpy.savez(path, X=X, y=y)"
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"npz file {path!r} does not exist; check the path") from None
-    except EOFError:
-        raise ValueError(f"npz file {path!r} is empty; {fix}") from None
-    except ValueError:  # neither zip nor .npy: numpy would try to unpickle it
-        raise ValueError(f"{path!r} is not an .npz archive (it is neither a zip archive nor a "
-                         f".npy file); {fix}") from None
-    except zipfile.BadZipFile as exc:
-        raise ValueError(f"npz file {path!r} is a damaged zip archive ({exc}); {fix}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path!r} is a single-array .npy file, not an .npz archive with X and y; {fix}")
-
-    with npz:
-        wanted = ("X", "y") if require_labels or "y" in npz.files else ("X",)
-        missing = [name for name in wanted if name not in npz.files]
+    with NpzArchive(path, "npz file", "an .npz archive", "write one with numpy.savez(path, X=X, y=y)") as npz:
+        wanted = ("X", "y") if require_labels or "y" in npz.names else ("X",)
+        missing = [name for name in wanted if name not in npz.names]
         if missing:
             raise ValueError(f"npz file {path!r} has no array {' or '.join(map(repr, missing))} "
-                             f"(it holds {sorted(npz.files)}); {fix}")
-        arrays = {"y": None}
-        for name in wanted:
-            try:
-                arrays[name] = npz[name]
-            except ValueError as exc:
-                if "pickle" in str(exc) or "Object arrays" in str(exc):
-                    raise ValueError(f"npz file {path!r}: array {name!r} is an object array, which is "
-                                     f"refused (loading it would unpickle, which can run code); store X "
-                                     f"as numbers and y as numbers or strings") from None
-                raise ValueError(f"npz file {path!r}: array {name!r} cannot be read ({exc})") from None
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-                raise ValueError(f"npz file {path!r} is damaged: array {name!r} cannot be read "
-                                 f"({exc}); {fix}") from None
-    X, y = arrays["X"], arrays["y"]
-
-    if X.ndim != 2:
-        raise ValueError(f"npz file {path!r}: X must be 2-D (n_samples, n_features), got shape {X.shape}; "
-                         f"save X.reshape(len(X), -1) instead")
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"npz file {path!r}: X must hold real numbers, got dtype {X.dtype}; "
-                         f"save numpy.asarray(X, dtype=float) instead")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"npz file {path!r}: X must have at least one sample and one feature, "
-                         f"got shape {X.shape}")
+                             f"(it holds {sorted(npz.names)}); {npz.fix}")
+        X = npz.read("X", _check_npz_X)
+        y = (npz.read("y", lambda shape, dtype: _check_npz_y(shape, dtype, X.shape[0]))
+             if "y" in wanted else None)
     X = np.ascontiguousarray(X, dtype=np.float64)
     if not all_finite(X):
         raise ValueError(f"npz file {path!r}: X contains NaN or infinity; remove or impute those "
                          f"values before saving")
-    if y is None:
-        return X, None
-    if y.ndim != 1:
-        raise ValueError(f"npz file {path!r}: y must be 1-D (one label per sample), got shape {y.shape}")
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(f"npz file {path!r}: y has {y.shape[0]} labels but X has {X.shape[0]} samples; "
-                         f"save one label per row of X")
-    if y.dtype.kind == "V":
-        raise ValueError(f"npz file {path!r}: y has the structured dtype {y.dtype}; save a plain "
-                         f"array of labels (numbers or strings)")
     return X, y
+
+
+def _check_npz_X(shape, dtype):
+    """Why the header of an npz file's ``X`` is refused, or None (see :meth:`NpzArchive.read`)."""
+    if len(shape) != 2:
+        return f"X must be 2-D (n_samples, n_features), got shape {shape}; save X.reshape(len(X), -1) instead"
+    if dtype.kind not in "biuf":
+        return f"X must hold real numbers, got dtype {dtype}; save numpy.asarray(X, dtype=float) instead"
+    if shape[0] == 0 or shape[1] == 0:
+        return f"X must have at least one sample and one feature, got shape {shape}"
+    return None
+
+
+def _check_npz_y(shape, dtype, n_samples):
+    """Why the header of an npz file's ``y`` is refused, or None."""
+    if len(shape) != 1:
+        return f"y must be 1-D (one label per sample), got shape {shape}"
+    if shape[0] != n_samples:
+        return f"y has {shape[0]} labels but X has {n_samples} samples; save one label per row of X"
+    if dtype.kind == "V":
+        return f"y has the structured dtype {dtype}; save a plain array of labels (numbers or strings)"
+    return None
 
 
 # ---------------------------------------------------------------------------- CSV
@@ -417,7 +430,8 @@ def load_csv(path, label_column=0, skip_header=None, delimiter=None):
     FileNotFoundError
         When the file does not exist.
     ValueError
-        When the file is empty or has no data rows, has fewer than two columns,
+        When the file is empty or has no data rows, has fewer than two columns, a
+        quoted cell that is never closed, is not a regular file (a folder, FIFO),
         rows of different lengths (naming the line), a feature cell that is not a
         finite number or an empty label (naming line and column), or is not
         UTF-8 text; when ``label_column`` is out of range.
@@ -436,17 +450,17 @@ def load_csv(path, label_column=0, skip_header=None, delimiter=None):
         raise TypeError(f"delimiter must be one character (e.g. ',' or '\\t') or None, got {delimiter!r}")
     if not (skip_header is None or isinstance(skip_header, (bool, np.bool_))):
         raise TypeError(f"skip_header must be True, False or None (detect), got {skip_header!r}")
-    try:
-        f = open(path, newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"CSV file {path!r} does not exist; check the path") from None
-    with f:
-        reader = csv.reader(f, delimiter=delimiter)
+    check_regular_file(path, "CSV file")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter, strict=True)
         if label_column is not None and not isinstance(label_column, str):
             label_column = int(label_column)
         try:
             return _read_csv(reader, path, label_column, skip_header)
         except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise ValueError(f"CSV file {path!r} ends inside a quoted cell (at line {reader.line_num}): "
+                                 f"a quote (\") is never closed; close or remove it") from None
             raise ValueError(f"CSV file {path!r}, line {reader.line_num}: {exc}") from None
         except UnicodeDecodeError as exc:
             raise ValueError(f"CSV file {path!r} is not UTF-8 text ({exc}); "

@@ -34,13 +34,16 @@ cdef inline void relu_backward(floating* dR, const floating* R, Py_ssize_t n) no
 
 
 cdef inline double softmax_xent_grad(floating* Z, const int64_t* y, Py_ssize_t rows,
-                                     Py_ssize_t cols) noexcept nogil:
+                                     Py_ssize_t cols, const floating* w) noexcept nogil:
     """Z := softmax(Z) - onehot(y); returns sum_i -log softmax(Z)[i, y_i].
 
     With m_i = max_j Z[i, j] and s_i = sum_j exp(Z[i, j] - m_i) every exponent is
     <= 0, so nothing overflows, and the loss of row i is
     -log softmax(Z)[i, y_i] = log(s_i) - (Z[i, y_i] - m_i).
     The result is the seed's dcost/dlogits, P - onehot(y).
+
+    With sample weights ``w`` (one per row; NULL for none) row i's loss and
+    gradient are multiplied by w_i: Z[i] := w_i * (softmax(Z[i]) - onehot(y_i)).
     """
     cdef Py_ssize_t i, j
     cdef floating row_max, e
@@ -52,7 +55,10 @@ cdef inline double softmax_xent_grad(floating* Z, const int64_t* y, Py_ssize_t r
         for j in range(1, cols):
             if z[j] > row_max:
                 row_max = z[j]
-        total -= z[y[i]] - row_max
+        if w == NULL:
+            total -= z[y[i]] - row_max
+        else:
+            total -= w[i] * (z[y[i]] - row_max)
         s = 0
         for j in range(cols):
             if floating is float:
@@ -61,18 +67,23 @@ cdef inline double softmax_xent_grad(floating* Z, const int64_t* y, Py_ssize_t r
                 e = exp(z[j] - row_max)
             z[j] = e
             s += e
-        total += log(s)
+        total += log(s) if w == NULL else w[i] * log(s)
         inv_s = 1 / s
         for j in range(cols):
             z[j] = <floating> (z[j] * inv_s)
         z[y[i]] -= 1
+        if w != NULL:
+            for j in range(cols):
+                z[j] *= w[i]
     return total
 
 
-cdef inline Py_ssize_t count_correct(const floating* Z, const int64_t* y, Py_ssize_t rows,
-                                     Py_ssize_t cols) noexcept nogil:
-    """Number of rows i with argmax_j Z[i, j] == y_i (the first maximum wins, as np.argmax)."""
-    cdef Py_ssize_t i, j, best, n = 0
+cdef inline double count_correct(const floating* Z, const int64_t* y, Py_ssize_t rows,
+                                 Py_ssize_t cols, const floating* w) noexcept nogil:
+    """Number of rows i with argmax_j Z[i, j] == y_i (the first maximum wins, as np.argmax);
+    with sample weights ``w`` (NULL for none), the sum of those rows' w_i."""
+    cdef Py_ssize_t i, j, best
+    cdef double n = 0
     cdef const floating* z
     for i in range(rows):
         z = Z + i * cols
@@ -80,7 +91,8 @@ cdef inline Py_ssize_t count_correct(const floating* Z, const int64_t* y, Py_ssi
         for j in range(1, cols):
             if z[j] > z[best]:
                 best = j
-        n += best == y[i]
+        if best == y[i]:
+            n += 1 if w == NULL else w[i]
     return n
 
 
@@ -101,6 +113,43 @@ cdef inline void l2_sgd_update(floating* W, const floating* G, Py_ssize_t n,
     cdef Py_ssize_t i
     for i in range(n):
         W[i] -= lr * (G[i] + 2 * reg * W[i])
+
+
+cdef inline void momentum_update(floating* W, floating* V, const floating* G, Py_ssize_t rows,
+                                 Py_ssize_t cols, Py_ssize_t ld, floating lr, floating reg,
+                                 floating momentum, bint nesterov) noexcept nogil:
+    """One SGD step with momentum on a (rows, cols) block of W (row stride ld; V and G
+    alike), G the data gradient. With g = G + 2 reg W (scikit-learn's rule):
+
+        V := momentum V - lr g;   W := W + V                  (classical)
+                                  W := W + momentum V - lr g  (nesterov, with the new V)
+    """
+    cdef Py_ssize_t i, j, k
+    cdef floating g, decay = 2 * reg
+    for i in range(rows):
+        for j in range(cols):
+            k = i * ld + j
+            g = G[k] + decay * W[k]
+            V[k] = momentum * V[k] - lr * g
+            if nesterov:
+                W[k] += momentum * V[k] - lr * g
+            else:
+                W[k] += V[k]
+
+
+cdef inline void momentum_apply(floating* W, floating* V, Py_ssize_t rows, Py_ssize_t cols,
+                                Py_ssize_t ld, floating lr_decay) noexcept nogil:
+    """The rest of a classical momentum step on a (rows, cols) block (row stride ld) whose
+    velocity already holds V = m V - lr G (G the data gradient, added by BLAS):
+
+        V := V - lr_decay W;   W := W + V        (lr_decay = 2 lr reg, the L2 term's share)
+    """
+    cdef Py_ssize_t i, j, k
+    for i in range(rows):
+        for j in range(cols):
+            k = i * ld + j
+            V[k] -= lr_decay * W[k]
+            W[k] += V[k]
 
 
 cdef inline void gather_rows(const floating* X, const int64_t* y, Py_ssize_t n_features,

@@ -29,6 +29,13 @@ One step, for batch k of an epoch (buffers in ``Workspace``)::
                G_m = softmax(G_m) - onehot(y)  (member 0: loss, accuracy, b2 update)
     backward   dR_s = scale G_m W2_s.T; W2_s update; dA1_s = dR_s [R_s > 0];
                W1_s update from Xb[k%3].T dA1_s; b1_s update   G_m, R_s, Xb[k%3]  W1_s, W2_s, b1_s
+                                                                                (and their velocities)
+
+With sample weights, the gather also copies the rows' weights (wb[(k+1)%3]) and G_m's
+rows are scaled by them. With momentum, slice s also owns its columns of V1 and the
+Nesterov gradient buffer gW1, its rows of V2 and gW2, its entries of Vb1; member 0
+owns Vb2. The updates themselves are ``update_matrix`` / ``update_vector``: the one
+place where the optimizer's rule is written.
 
 Why that is race-free with one barrier: after the barrier of step k a fast member
 writes ``Xb[(k+2)%3]`` (in step k+1) while a slow one may still read ``Xb[k%3]``:
@@ -54,6 +61,8 @@ from _kernels cimport (
     count_correct,
     gather_rows,
     l2_sgd_update,
+    momentum_apply,
+    momentum_update,
     relu_backward,
     scale,
     softmax_xent_grad,
@@ -233,7 +242,8 @@ cdef class Workspace:
         the AVX2 kernels even on an AVX-512 CPU. See ``fastmlp._blas`` for when fit
         asks for them.
     """
-    cdef readonly object X_batch, y_batch, hidden, d_hidden, logits, grad, d_b1, d_b2
+    cdef readonly object X_batch, y_batch, w_batch, hidden, d_hidden, logits, grad, d_b1, d_b2
+    cdef readonly object grad_W1, grad_W2   # data gradients of W1 and W2, for Nesterov only
     cdef readonly object labels, order
     cdef readonly Py_ssize_t n_slices, gemm_columns
     cdef readonly int small_gemm_isa    # fastmlp's unpacked kernels for the big products (0: BLAS)
@@ -267,6 +277,8 @@ cdef class Workspace:
         self.small_gemm_isa = isa if width and Hs % width == 0 else 0
         self.X_batch = aligned_empty((3, B, n_features), dtype)   # batch rows: k%3 (see the table)
         self.y_batch = np.empty((3, B), dtype=np.int64)            # and their labels
+        self.w_batch = aligned_empty((3, B), dtype)                # and sample weights
+        self.grad_W1 = self.grad_W2 = None                         # see momentum_buffers
         self.hidden = aligned_empty((S, B, Hs), dtype)            # R = relu(X W1 + b1), by slice
         self.d_hidden = aligned_empty((S, B, Hs), dtype)          # dR, then dA1, by slice
         self.logits = aligned_empty((2, S, B, n_classes), dtype)  # each slice's share of A2, k%2
@@ -305,6 +317,14 @@ cdef class Workspace:
         return {"threads": self.choice.team_members if self.choice.mode else 1,
                 "seconds_per_step": {1: self.choice.per_step[0],
                                      self.choice.team_members: self.choice.per_step[1]}}
+
+    def momentum_buffers(self):
+        """Allocate (once) the data-gradient buffers of W1 (D, H) and W2 (H, C) that
+        Nesterov's update reads; each slice writes only its own columns / rows."""
+        if self.grad_W1 is None:
+            D, H, C = self.X_batch.shape[2], self.d_b1.shape[0], self.d_b2.shape[0]
+            self.grad_W1 = aligned_empty((D, H), self.X_batch.dtype)
+            self.grad_W2 = aligned_empty((H, C), self.X_batch.dtype)
 
     def check(self, n_features, n_hidden, n_classes, dtype):
         """Raise ValueError unless this workspace fits these sizes and dtype."""
@@ -351,6 +371,23 @@ cdef struct Network:
     void* b2
 
 
+# The optimizer of an epoch: the rule, its settings and its state (the velocities
+# V and, for Nesterov, the data-gradient buffers G of W1 and W2), all (D, H),
+# (H,), (H, C), (C,) like the weights, by raw pointer (NULL when unused).
+cdef struct Update:
+    double lr          # learning rate
+    double reg         # L2 strength (the gradient of reg ||W||^2 is 2 reg W)
+    double decay       # 1 - 2 lr reg: plain SGD's factor on W per step, kept in the scale s
+    double momentum    # 0: plain SGD
+    bint nesterov
+    void* V1
+    void* Vb1
+    void* V2
+    void* Vb2
+    void* G1
+    void* G2
+
+
 # Everything a member needs for a segment of an epoch: written by the caller
 # before the segment, read by every member (member 0 also writes the totals).
 cdef struct EpochArgs:
@@ -358,20 +395,23 @@ cdef struct EpochArgs:
     team* team
     const void* X
     const int64_t* y
+    const void* w                     # (N,) sample weights, or NULL
     const int64_t* order
     Py_ssize_t M, B, n_batches
     Py_ssize_t first, last            # this segment's batches
     void* X_batch                     # (3, B, D)
     int64_t* y_batch                  # (3, B)
+    void* w_batch                     # (3, B), with sample weights
     void* hidden                      # (S, B, Hs)
     void* d_hidden                    # (S, B, Hs)
     void* shares                      # (2, S, B, C)
     void* grad                        # (S, B, C)
     void* d_b1                        # (H,)
     void* d_b2                        # (C,)
-    double lr, decay, scale
+    Update update                     # the optimizer's rule and its state
+    double scale
     double loss
-    Py_ssize_t correct
+    double correct                    # correct predictions (their weight with sample weights)
 
 
 cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, Py_ssize_t sl,
@@ -406,58 +446,113 @@ cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, 
          W2 + h0 * C, <int> C, <floating> (1 if h0 == 0 else 0), Z, <int> C)
 
 
+cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssize_t rows,
+                               Py_ssize_t cols, Py_ssize_t k, const floating* A, Py_ssize_t lda,
+                               const floating* Bm, Py_ssize_t ldb, floating* W, void* V, void* G,
+                               double s, int isa) noexcept nogil:
+    """The optimizer's step on the (rows, cols) block of a weight matrix at W + off (row
+    stride ld; its velocity at V + off, gradient buffer at G + off), whose data
+    gradient is A.T @ Bm (A: k x rows, Bm: k x cols). One of:
+
+    plain SGD (momentum 0), with the decay lazily in the scale s (W = s * stored, see
+    sgd_epoch; the caller multiplies s by `decay` after the step): one accumulate, by
+    BLAS or, with `isa`, by fastmlp's unpacked kernels (_small_gemm.h)
+        stored := stored - (lr / (s * decay)) A.T @ Bm
+    momentum, classical: BLAS adds the data gradient into V, one pass does the rest
+        V := m V - lr A.T @ Bm;   V := V - 2 lr reg W;   W := W + V
+    momentum, Nesterov (needs the gradient twice, so it goes through G):
+        G := A.T @ Bm;   V := m V - lr (G + 2 reg W);   W := W + m V - lr (G + 2 reg W)
+
+    With update_vector, the one place where the compiled step changes the weights,
+    as reference.sgd_update is in the reference: a new rule is a new branch in both,
+    its state next to V in Update.
+    """
+    cdef floating* v
+    cdef floating step
+    if u.momentum == 0:
+        step = <floating> (-u.lr / (s * u.decay))
+        if isa:
+            small_gemm_tn(isa, <int> rows, <int> cols, <int> k, step, A, <int> lda, Bm, <int> ldb,
+                          W + off, <int> ld)
+        else:
+            gemm(True, False, <int> rows, <int> cols, <int> k, step, A, <int> lda, Bm, <int> ldb,
+                 <floating> 1, W + off, <int> ld)
+    elif not u.nesterov:
+        v = <floating*> V + off
+        gemm(True, False, <int> rows, <int> cols, <int> k, <floating> -u.lr, A, <int> lda,
+             Bm, <int> ldb, <floating> u.momentum, v, <int> ld)
+        momentum_apply(W + off, v, rows, cols, ld, <floating> (2 * u.lr * u.reg))
+    else:
+        gemm(True, False, <int> rows, <int> cols, <int> k, <floating> 1, A, <int> lda,
+             Bm, <int> ldb, <floating> 0, <floating*> G + off, <int> ld)
+        momentum_update(W + off, <floating*> V + off, <const floating*> G + off, rows, cols, ld,
+                        <floating> u.lr, <floating> u.reg, <floating> u.momentum, True)
+
+
+cdef inline void update_vector(Update* u, floating* b, void* V, Py_ssize_t off,
+                               const floating* g, Py_ssize_t n) noexcept nogil:
+    """The optimizer's step on n entries of a bias vector at b + off (velocity at V + off),
+    gradient g, no decay: b := b - lr g, or with momentum V := m V - lr g and
+    b := b + V (Nesterov: b := b + m V - lr g)."""
+    if u.momentum == 0:
+        l2_sgd_update(b + off, g, n, <floating> u.lr, <floating> 0)
+    else:
+        momentum_update(b + off, <floating*> V + off, g, 1, n, n, <floating> u.lr, <floating> 0,
+                        <floating> u.momentum, u.nesterov)
+
+
 cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, const floating* G,
                                            Py_ssize_t nb, Py_ssize_t sl,
                                            double s) noexcept nogil:
-    """Backward pass of slice sl and its parameter update: the one place where the
-    optimizer's rule is applied to W1, b1 and W2 (b2: in the member-0 part of the step).
+    """Backward pass of slice sl and its parameter updates (through update_matrix and
+    update_vector; b2's is in the member-0 part of the step).
 
-    With G = softmax(A2) - onehot(y), the slice's part of the gradient is
+    With G = softmax(A2) - onehot(y) (rows scaled by the sample weights), the
+    slice's part of the gradient is
         dW2_s = R_s.T @ G,  dR_s = G @ W2_s.T,  dA1_s = dR_s * [R_s > 0],
-        dW1_s = Xb.T @ dA1_s,  db1_s = dA1_s.sum(0),
-    and the rule is plain SGD on the seed's cost, W := W - lr (dW + 2 reg W),
-    applied lazily: W = s V, so W := decay W - lr dW becomes s := decay s (by the
-    caller) and V := V - (lr / (s decay)) dW, a BLAS accumulate (beta = 1) into V.
+        dW1_s = Xb.T @ dA1_s,  db1_s = dA1_s.sum(0).
     dR_s uses W2_s before its update.
     """
     cdef Network* net = &a.net
+    cdef Update* u = &a.update
     cdef Py_ssize_t D = net.D, H = net.H, C = net.C, Hs = net.Hs, Wc = net.Wc
     cdef Py_ssize_t h0 = sl * Hs, B = a.B, c
     cdef floating* W1 = <floating*> net.W1
     cdef floating* W2 = <floating*> net.W2
-    cdef floating* b1 = <floating*> net.b1
     cdef floating* R = <floating*> a.hidden + sl * B * Hs
     cdef floating* dR = <floating*> a.d_hidden + sl * B * Hs
     cdef floating* db1 = <floating*> a.d_b1
-    cdef floating step = <floating> (-a.lr / (s * a.decay))
     gemm(False, True, <int> nb, <int> Hs, <int> C, <floating> s,
          G, <int> C, W2 + h0 * C, <int> C, <floating> 0, dR, <int> Hs)
-    gemm(True, False, <int> Hs, <int> C, <int> nb, step,
-         R, <int> Hs, G, <int> C, <floating> 1, W2 + h0 * C, <int> C)
+    update_matrix(u, h0 * C, C, Hs, C, nb, R, Hs, G, C, W2, u.V2, u.G2, s, 0)
     relu_backward(dR, R, nb * Hs)
-    if net.isa:
-        small_gemm_tn(net.isa, <int> D, <int> Hs, <int> nb, step,
-                      Xb, <int> D, dR, <int> Hs, W1 + h0, <int> H)
-    else:
+    if net.isa:     # fastmlp's unpacked kernels take the slice's columns at once
+        update_matrix(u, h0, H, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, net.isa)
+    else:           # BLAS, in column blocks of Wc
         c = 0
         while c < Hs:
-            gemm(True, False, <int> D, <int> min(Wc, Hs - c), <int> nb, step,
-                 Xb, <int> D, dR + c, <int> Hs, <floating> 1, W1 + h0 + c, <int> H)
+            update_matrix(u, h0 + c, H, D, min(Wc, Hs - c), nb, Xb, D, dR + c, Hs, W1, u.V1, u.G1, s, 0)
             c += Wc
     column_sums(dR, nb, Hs, db1 + h0)
-    l2_sgd_update(b1 + h0, db1 + h0, Hs, <floating> a.lr, <floating> 0)
+    update_vector(u, <floating*> net.b1, u.Vb1, h0, db1 + h0, Hs)
 
 
 cdef inline void gather_part(EpochArgs* a, Py_ssize_t batch, int member, int n_members,
                              floating* tag) noexcept nogil:
     """Member `member` of `n_members` copies its share of minibatch `batch`'s rows
-    (and labels) into the batch buffer batch % 3."""
+    (and labels, and sample weights) into the batch buffers batch % 3."""
     cdef Py_ssize_t D = a.net.D, start = batch * a.B
     cdef Py_ssize_t nb = min(a.B, a.M - start)
     cdef Py_ssize_t r0 = nb * member // n_members, r1 = nb * (member + 1) // n_members
     cdef Py_ssize_t q = batch % 3
+    cdef Py_ssize_t r
+    cdef const floating* w = <const floating*> a.w
+    cdef floating* w_out = <floating*> a.w_batch + q * a.B
     gather_rows(<const floating*> a.X, a.y, D, a.order + start + r0, r1 - r0,
                 <floating*> a.X_batch + (q * a.B + r0) * D, a.y_batch + q * a.B + r0)
+    if w != NULL:
+        for r in range(r0, r1):
+            w_out[r] = w[a.order[start + r]]
 
 
 cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
@@ -473,7 +568,7 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
     cdef floating* b2 = <floating*> net.b2
     cdef floating* db2 = <floating*> a.d_b2
     cdef double s = a.scale, loss = 0
-    cdef Py_ssize_t correct = 0
+    cdef const floating* wq     # the batch's sample weights, or NULL
     if a.first == 0:
         gather_part(a, 0, member, n_members, tag)
         team_barrier(a.team, n_members)
@@ -483,6 +578,7 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
         q = k % 3
         Xb = <floating*> a.X_batch + q * B * D
         yb = a.y_batch + q * B
+        wq = NULL if a.w == NULL else <const floating*> a.w_batch + q * B
         sl = member
         while sl < S:
             slice_forward(net, Xb, nb, sl, s, <floating*> a.hidden + sl * B * Hs,
@@ -494,18 +590,19 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
 
         # Every member adds the shares in slice order, so all hold the same logits.
         sum_shares(shares + p * S * B * C, S, B * C, nb * C, G)
-        if member == 0:
-            correct += count_correct(G, yb, nb, C)
-        loss = softmax_xent_grad(G, yb, nb, C)
+        if member == 0:   # added step by step, so the sum does not depend on the segments
+            a.correct += count_correct(G, yb, nb, C, wq)
+        loss = softmax_xent_grad(G, yb, nb, C, wq)
         if member == 0:
             a.loss += loss
             column_sums(G, nb, C, db2)
-            l2_sgd_update(b2, db2, C, <floating> a.lr, <floating> 0)
+            update_vector(&a.update, b2, a.update.Vb2, 0, db2, C)
         sl = member
         while sl < S:
             slice_backward_and_update(a, Xb, G, nb, sl, s)
             sl += n_members
-        s *= a.decay
+        if a.update.momentum == 0:    # plain SGD: this step's decay goes into the scale
+            s *= a.update.decay
         if s < 0.5:               # fold the scale back into the member's slices
             sl = member
             while sl < S:
@@ -515,7 +612,6 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
             s = 1
     if member == 0:
         a.scale = s
-        a.correct += correct
 
 
 cdef void epoch_segment_f64(void* args, int member, int n_members) noexcept nogil:
@@ -558,7 +654,8 @@ cdef Network network(Workspace ws, const floating[:, ::1] W1, const floating[::1
 
 def sgd_epoch(const floating[:, ::1] X, y, order,
               floating[:, ::1] W1, floating[::1] b1, floating[:, ::1] W2, floating[::1] b2,
-              Workspace workspace, double lr, double reg, bint main_thread=False):
+              Workspace workspace, double lr, double reg, bint main_thread=False,
+              sample_weight=None, velocities=None, double momentum=0, bint nesterov=False):
     """One epoch of minibatch SGD over the rows ``order`` of ``(X, y)``, in place on the weights.
 
     Batches are consecutive runs of ``workspace.batch_size`` entries of ``order``;
@@ -573,6 +670,12 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     BLAS accumulate, ``beta = 1``), and the forward products take ``alpha = s``.
     ``W`` is written back as ``s * V`` at the end of the epoch, or sooner when ``s``
     falls below 1/2. So the weights are swept once per product, never to decay them.
+
+    With ``momentum`` > 0 every parameter has a velocity (``velocities``, updated in
+    place) and the step is scikit-learn's rule (``fastmlp.reference.sgd_update``);
+    the weights are then held as they are (``s = 1``). With ``sample_weight`` row i's
+    loss and gradient are multiplied by its weight (G's rows scaled). Every parameter
+    change goes through ``update_matrix`` / ``update_vector``.
 
     The slices run on the workspace's thread team (see the module docstring); the
     caller keeps BLAS single-threaded meanwhile (``fastmlp._blas.BlasThreads``).
@@ -589,13 +692,20 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     main_thread : bool, default False
         The caller is Python's main thread: let signals (Ctrl-C) through between
         segments. On KeyboardInterrupt the weights are those after a complete step.
+    sample_weight : ndarray (N,), optional
+        Non-negative weight of each row of X (copied into the workspace's dtype).
+    velocities : tuple (V1, Vb1, V2, Vb2) shaped like the weights, for momentum > 0
+        Writeable C-contiguous arrays of the weights' dtype, updated in place (each
+        hidden slice's part by the member that owns the slice).
+    momentum : float in [0, 1), default 0
+    nesterov : bool, default False
 
     Returns
     -------
     data_loss : float
-        Summed cross-entropy of every batch at the weights that batch saw.
-    n_correct : int
-        Correct argmax predictions counted in the same forward passes.
+        (Weighted) summed cross-entropy of every batch at the weights that batch saw.
+    n_correct : int (float with sample_weight)
+        Correct argmax predictions counted in the same forward passes (their weight).
 
     ``workspace.steps`` is then the number of steps taken: all the epoch's, unless
     Ctrl-C or interpreter exit stopped it.
@@ -620,6 +730,41 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
                          f"1 - 2 lr reg must stay positive")
     if not (lr > 0 and lr < float("inf")):
         raise ValueError(f"lr must be a positive finite number, got {lr}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    dtype = np.asarray(W1).dtype
+
+    cdef EpochArgs a
+    a.update.lr = lr
+    a.update.reg = reg
+    a.update.decay = decay
+    a.update.momentum = momentum
+    a.update.nesterov = nesterov
+    a.update.V1 = a.update.Vb1 = a.update.V2 = a.update.Vb2 = a.update.G1 = a.update.G2 = NULL
+    cdef floating[:, ::1] V1, V2, G1, G2
+    cdef floating[::1] Vb1, Vb2
+    if momentum > 0:
+        if velocities is None or len(velocities) != 4:
+            raise ValueError("momentum > 0 needs velocities=(V1, Vb1, V2, Vb2) shaped like the weights")
+        for v, param in zip(velocities, (W1, b1, W2, b2)):
+            if not (isinstance(v, np.ndarray) and v.shape == np.shape(param) and v.dtype == dtype
+                    and v.flags.c_contiguous and v.flags.writeable):
+                raise ValueError("velocities must be writeable C-contiguous arrays shaped like "
+                                 "(W1, b1, W2, b2), of their dtype")
+        V1, Vb1, V2, Vb2 = velocities
+        a.update.V1, a.update.Vb1, a.update.V2, a.update.Vb2 = &V1[0, 0], &Vb1[0], &V2[0, 0], &Vb2[0]
+        if nesterov:
+            workspace.momentum_buffers()
+            G1, G2 = workspace.grad_W1, workspace.grad_W2
+            a.update.G1, a.update.G2 = &G1[0, 0], &G2[0, 0]
+    cdef const floating[::1] w_mv
+    a.w = NULL
+    if sample_weight is not None:
+        w_mv = np.array(sample_weight, dtype=dtype, order="C", copy=True)   # private to the step
+        if w_mv.shape[0] != N:
+            raise ValueError(f"sample_weight must have one weight per row of X ({N}), got {w_mv.shape[0]}")
+        if N:
+            a.w = &w_mv[0]
 
     cdef const int64_t[::1] y_mv = labels
     cdef const int64_t[::1] order_mv = rows
@@ -631,8 +776,8 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     cdef floating[:, :, ::1] G = workspace.grad
     cdef floating[::1] db1 = workspace.d_b1
     cdef floating[::1] db2 = workspace.d_b2
+    cdef floating[:, ::1] wb = workspace.w_batch
 
-    cdef EpochArgs a
     a.net = network(workspace, W1, b1, W2, b2)
     a.X = &X[0, 0] if N else NULL
     a.y = &y_mv[0] if N else NULL
@@ -642,14 +787,13 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     a.n_batches = (a.M + a.B - 1) // a.B
     a.X_batch = &Xb[0, 0, 0]
     a.y_batch = &yb[0, 0]
+    a.w_batch = &wb[0, 0]
     a.hidden = &R[0, 0, 0]
     a.d_hidden = &dR[0, 0, 0]
     a.shares = &shares[0, 0, 0, 0]
     a.grad = &G[0, 0, 0]
     a.d_b1 = &db1[0]
     a.d_b2 = &db2[0]
-    a.lr = lr
-    a.decay = decay
     a.scale = 1
     a.loss = 0
     a.correct = 0
@@ -679,7 +823,9 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     workspace.steps = a.first
     if signalled:
         raise_pending()
-    return a.loss, int(a.correct)
+    if sample_weight is None:
+        return a.loss, int(a.correct)
+    return a.loss, a.correct
 
 
 # ------------------------------------------------------------------ forward only

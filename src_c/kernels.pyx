@@ -4,10 +4,14 @@ Each function checks its arguments, then runs the same ``noexcept nogil`` kernel
 the training step inlines (``src_c/_kernels.pxd``), in place, with the GIL
 released. The arrays must be C-contiguous float32 or float64 NumPy arrays of one
 dtype; the array that is changed is also returned (``softmax_xent_grad`` returns
-the loss instead).
+the loss instead) and must not overlap the inputs. Labels are copied before the
+kernels index with them, so no other thread can change them meanwhile.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
+
+import math
+import numbers
 
 import numpy as np
 
@@ -21,6 +25,7 @@ from _kernels cimport (
     column_sums as _column_sums,
     count_correct as _count_correct,
     l2_sgd_update as _l2_sgd_update,
+    momentum_update as _momentum_update,
     relu_backward as _relu_backward,
     softmax_xent_grad as _softmax_xent_grad,
 )
@@ -30,6 +35,7 @@ __all__ = [
     "relu_backward",
     "softmax_xent_grad",
     "l2_sgd_update",
+    "momentum_update",
     "count_correct",
     "column_sums",
     "gemm",
@@ -60,17 +66,50 @@ def _float_array(a, name, ndim, writeable=False, dtype=None):
 
 
 def _labels(y, n_rows, n_classes):
-    """`y` as a fresh int64 array of length n_rows with values in [0, n_classes)."""
+    """`y` as a fresh int64 array of length n_rows with values in [0, n_classes).
+
+    Always a copy: the kernels index with it without the GIL or bounds checks, so
+    no other thread may change it between this check and its use.
+    """
     y_arr = np.asarray(y)
     if y_arr.ndim != 1 or y_arr.shape[0] != n_rows:
         raise ValueError(f"y must be 1-D with one label per row ({n_rows}), got shape {y_arr.shape}")
     if n_rows and not np.issubdtype(y_arr.dtype, np.integer):
         raise TypeError(f"y must hold integer class labels, got dtype {y_arr.dtype}")
-    y_arr = np.ascontiguousarray(y_arr, dtype=np.int64)
+    if n_rows and y_arr.dtype.kind == "u" and y_arr.max() >= 2**63:
+        raise ValueError(f"y must hold labels in [0, {n_classes}), got {y_arr.max()}")
+    y_arr = np.array(y_arr, dtype=np.int64, order="C", copy=True)
     if n_rows and (y_arr.min() < 0 or y_arr.max() >= n_classes):
         raise ValueError(f"y must hold labels in [0, {n_classes}), "
                          f"got values from {y_arr.min()} to {y_arr.max()}")
     return y_arr
+
+
+def _apart(out, out_name, *inputs):
+    """Raise ValueError if the output array ``out`` shares memory with an input: the
+    kernels read their inputs while they write ``out``, so an overlap gives wrong results."""
+    for a, name in inputs:
+        if np.may_share_memory(out, a):
+            raise ValueError(f"{out_name} and {name} overlap in memory; the result would be wrong: "
+                             f"pass a copy, e.g. {name}.copy()")
+
+
+def _scalar(value, name, dtype):
+    """``value`` as a float that is finite in ``dtype`` (bools and non-numbers refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or abs(value) > float(np.finfo(dtype).max):
+        raise ValueError(f"{name} must be a finite number representable in {np.dtype(dtype).name}, "
+                         f"got {value}")
+    return value
+
+
+def _flag(value, name):
+    """``value`` as a bool; only True/False (Python or NumPy) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _bias_relu_mv(floating[:, ::1] Z, const floating[::1] b):
@@ -96,6 +135,7 @@ def bias_relu(Z, b):
     _float_array(b, "b", 1, dtype=Z.dtype)
     if b.shape[0] != Z.shape[1]:
         raise ValueError(f"b must have one entry per column of Z ({Z.shape[1]}), got {b.shape[0]}")
+    _apart(Z, "Z", (b, "b"))
     _bias_relu_mv(Z, b)
     return Z
 
@@ -125,19 +165,35 @@ def relu_backward(dR, R):
     _float_array(R, "R", 2, dtype=dR.dtype)
     if R.shape != dR.shape:
         raise ValueError(f"R must have the shape of dR {dR.shape}, got {R.shape}")
+    if R is not dR:  # entry by entry, dR := dR * [dR > 0] is right in place; a shifted view is not
+        _apart(dR, "dR", (R, "R"))
     _relu_backward_mv(dR, R)
     return dR
 
 
-def _softmax_xent_grad_mv(floating[:, ::1] Z, const int64_t[::1] y):
+def _softmax_xent_grad_mv(floating[:, ::1] Z, const int64_t[::1] y, w):
+    cdef const floating[::1] weights = w
+    cdef const floating* w_ptr = NULL
     cdef double loss = 0
     if Z.shape[0]:
+        if w is not None:
+            w_ptr = &weights[0]
         with nogil:
-            loss = _softmax_xent_grad(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1])
+            loss = _softmax_xent_grad(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1], w_ptr)
     return loss
 
 
-def softmax_xent_grad(Z, y):
+def _row_weights(w, Z):
+    """Sample weights ``w`` (one per row of Z) as a fresh array of Z's dtype, or None."""
+    if w is None:
+        return None
+    w_arr = np.array(w, dtype=Z.dtype, order="C", copy=True)
+    if w_arr.shape != (Z.shape[0],):
+        raise ValueError(f"w must hold one weight per row of Z ({Z.shape[0]}), got shape {w_arr.shape}")
+    return w_arr
+
+
+def softmax_xent_grad(Z, y, w=None):
     """Softmax cross-entropy and its gradient, in place: ``Z := softmax(Z) - onehot(y)``.
 
     Stable for any finite logits: the row maximum is subtracted before ``exp``.
@@ -148,17 +204,57 @@ def softmax_xent_grad(Z, y):
         Logits; overwritten by the gradient of the loss with respect to them.
     y : array-like of int, shape (B,)
         Class labels in ``[0, C)``.
+    w : array-like of shape (B,), optional
+        Sample weights: row i's loss and gradient are multiplied by ``w[i]``.
 
     Returns
     -------
     loss : float
-        ``sum_i -log softmax(Z)[i, y_i]``, accumulated in float64.
+        ``sum_i w_i * -log softmax(Z)[i, y_i]`` (``w_i = 1`` without ``w``),
+        accumulated in float64.
     """
     _float_array(Z, "Z", 2, writeable=True)
     if Z.shape[1] < 1:
         raise ValueError("Z must have at least one column (class)")
     y_arr = _labels(y, Z.shape[0], Z.shape[1])
-    return _softmax_xent_grad_mv(Z, y_arr)
+    return _softmax_xent_grad_mv(Z, y_arr, _row_weights(w, Z))
+
+
+def _momentum_update_mv(floating[::1] W, floating[::1] V, const floating[::1] G, double lr,
+                        double reg, double momentum, bint nesterov):
+    if W.shape[0]:
+        with nogil:
+            _momentum_update(&W[0], &V[0], &G[0], 1, W.shape[0], W.shape[0], <floating> lr,
+                             <floating> reg, <floating> momentum, nesterov)
+
+
+def momentum_update(W, V, G, lr, reg, momentum, nesterov=False):
+    """SGD step with momentum and L2 decay, in place on ``W`` and ``V``. With
+    ``g = G + 2 * reg * W``: ``V := momentum * V - lr * g``, then ``W := W + V``, or
+    with ``nesterov`` ``W := W + momentum * V - lr * g`` (scikit-learn's rule).
+
+    Parameters
+    ----------
+    W, V : ndarray, float32 or float64, C-contiguous, writeable, same shape
+        Weights and their velocity.
+    G : ndarray of W's shape and dtype
+        Gradient of the data term of the cost.
+    lr, reg, momentum : float
+    nesterov : bool, default False
+
+    Returns
+    -------
+    W : ndarray
+        The same array, changed (and ``V`` too).
+    """
+    _float_array(W, "W", None, writeable=True)
+    _float_array(V, "V", W.ndim, writeable=True, dtype=W.dtype)
+    _float_array(G, "G", W.ndim, dtype=W.dtype)
+    if V.shape != W.shape or G.shape != W.shape:
+        raise ValueError(f"V and G must have the shape of W {W.shape}, got {V.shape} and {G.shape}")
+    _momentum_update_mv(W.reshape(-1), V.reshape(-1), G.reshape(-1), float(lr), float(reg),
+                        float(momentum), bool(nesterov))
+    return W
 
 
 def _l2_sgd_update_mv(floating[::1] W, const floating[::1] G, double lr, double reg):
@@ -176,7 +272,8 @@ def l2_sgd_update(W, G, lr, reg):
     G : ndarray of W's shape and dtype
         Gradient of the data term of the cost.
     lr, reg : float
-        Learning rate and L2 strength (the penalty is ``reg * ||W||^2``).
+        Learning rate and L2 strength (the penalty is ``reg * ||W||^2``); finite,
+        and representable in W's dtype.
 
     Returns
     -------
@@ -187,34 +284,43 @@ def l2_sgd_update(W, G, lr, reg):
     _float_array(G, "G", W.ndim, dtype=W.dtype)
     if G.shape != W.shape:
         raise ValueError(f"G must have the shape of W {W.shape}, got {G.shape}")
-    _l2_sgd_update_mv(W.reshape(-1), G.reshape(-1), float(lr), float(reg))
+    _apart(W, "W", (G, "G"))
+    lr = _scalar(lr, "lr", W.dtype)
+    reg = _scalar(reg, "reg", W.dtype)
+    _l2_sgd_update_mv(W.reshape(-1), G.reshape(-1), lr, reg)
     return W
 
 
-def _count_correct_mv(const floating[:, ::1] Z, const int64_t[::1] y):
-    cdef Py_ssize_t n = 0
+def _count_correct_mv(const floating[:, ::1] Z, const int64_t[::1] y, w):
+    cdef const floating[::1] weights = w
+    cdef const floating* w_ptr = NULL
+    cdef double n = 0
     if Z.shape[0]:
+        if w is not None:
+            w_ptr = &weights[0]
         with nogil:
-            n = _count_correct(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1])
-    return n
+            n = _count_correct(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1], w_ptr)
+    return int(n) if w is None else n
 
 
-def count_correct(Z, y):
+def count_correct(Z, y, w=None):
     """Number of rows whose largest entry is at column ``y[i]`` (ties: the first wins).
 
     Parameters
     ----------
     Z : ndarray of shape (B, C), float32 or float64, C-contiguous
     y : array-like of int, shape (B,)
+    w : array-like of shape (B,), optional
+        Sample weights: then the total weight of those rows.
 
     Returns
     -------
-    int
+    int (float with ``w``)
     """
     _float_array(Z, "Z", 2)
     if Z.shape[1] < 1:
         raise ValueError("Z must have at least one column (class)")
-    return _count_correct_mv(Z, _labels(y, Z.shape[0], Z.shape[1]))
+    return _count_correct_mv(Z, _labels(y, Z.shape[0], Z.shape[1]), _row_weights(w, Z))
 
 
 def _column_sums_mv(const floating[:, ::1] G, floating[::1] out):
@@ -241,6 +347,7 @@ def column_sums(G, out):
         raise ValueError("G must have at least one row")
     if out.shape[0] != G.shape[1]:
         raise ValueError(f"out must have one entry per column of G ({G.shape[1]}), got {out.shape[0]}")
+    _apart(out, "out", (G, "G"))
     _column_sums_mv(G, out)
     return out
 
@@ -264,8 +371,11 @@ def gemm(alpha, A, B, beta, C, trans_a=False, trans_b=False):
     Parameters
     ----------
     alpha, beta : float
-    A, B : ndarray, 2-D, float32 or float64, C-contiguous, non-empty
+        Finite, and representable in the arrays' dtype.
+    A, B : ndarray, 2-D, float32 or float64, C-contiguous, non-empty, dimensions < 2**31
     C : ndarray of shape (op(A).shape[0], op(B).shape[1]), same dtype, writeable
+        Must not overlap A or B.
+    trans_a, trans_b : bool
 
     Returns
     -------
@@ -274,13 +384,22 @@ def gemm(alpha, A, B, beta, C, trans_a=False, trans_b=False):
     _float_array(C, "C", 2, writeable=True)
     _float_array(A, "A", 2, dtype=C.dtype)
     _float_array(B, "B", 2, dtype=C.dtype)
+    trans_a = _flag(trans_a, "trans_a")
+    trans_b = _flag(trans_b, "trans_b")
+    alpha = _scalar(alpha, "alpha", C.dtype)
+    beta = _scalar(beta, "beta", C.dtype)
     opA = A.T if trans_a else A
     opB = B.T if trans_b else B
     if opA.shape[1] != opB.shape[0] or C.shape != (opA.shape[0], opB.shape[1]):
         raise ValueError(f"shapes do not fit: op(A) {opA.shape} @ op(B) {opB.shape} into C {C.shape}")
     if 0 in A.shape or 0 in B.shape:
         raise ValueError("A and B must be non-empty")
-    _gemm_mv(bool(trans_a), bool(trans_b), float(alpha), A, B, float(beta), C)
+    for name, X in (("A", A), ("B", B), ("C", C)):
+        if max(X.shape) >= 2**31:  # BLAS takes C int dimensions
+            raise ValueError(f"{name} has shape {X.shape}; BLAS takes dimensions below 2**31, "
+                             f"multiply in blocks of rows")
+    _apart(C, "C", (A, "A"), (B, "B"))
+    _gemm_mv(trans_a, trans_b, alpha, A, B, beta, C)
     return C
 
 

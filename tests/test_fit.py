@@ -43,8 +43,9 @@ def test_digits_accuracy(digits, digits_model):
 
 def test_history_one_entry_per_epoch(digits_model):
     h = digits_model.history
-    assert set(h) == {"loss", "train_acc", "test_acc", "test_epoch"}
+    assert set(h) == {"loss", "train_acc", "test_acc", "test_epoch", "val_acc", "lr"}
     assert h["test_epoch"] == list(range(1, EPOCHS + 1))
+    assert h["val_acc"] == [] and h["lr"] == [SEED_HYPER["lr"]] * EPOCHS
     for key in ("loss", "train_acc", "test_acc"):
         assert len(h[key]) == EPOCHS, key
         assert all(np.isfinite(h[key]))
@@ -217,7 +218,7 @@ def test_epochs_zero_returns_initial_weights(small_data):
     assert_allclose(m.W1, W1, rtol=1e-15)
     assert_allclose(m.W2, W2, rtol=1e-15)
     assert np.array_equal(m.b1, np.zeros(H)) and np.array_equal(m.b2, np.zeros(C))
-    assert m.history == {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": []}
+    assert m.history == {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": [], "val_acc": [], "lr": []}
 
     init = (np.ones((D, H)), np.full(H, 0.5), -np.ones((H, C)), np.arange(C, dtype=float))
     m = fastmlp.fit(X, y, hidden=H, epochs=0, init=init)

@@ -452,8 +452,9 @@ def test_fit_does_not_copy_contiguous_float64_X():
     assert X.flags.c_contiguous and X.dtype == np.float64 and X.nbytes >= 80e6
     peak = _traced_peak(lambda: fastmlp.fit(X, y, epochs=1, hidden=8, batch_size=256,
                                             n_threads=1, lr=1e-4))
-    # beyond X: the labels as int64, one permutation of the rows, weights and scratch
-    assert peak < 0.05 * X.nbytes, (peak, X.nbytes)
+    # beyond X: the labels copied as int64 (always: the step indexes with them without
+    # the GIL), one permutation of the rows, weights and scratch; a copy of X is 1.0
+    assert peak < 0.1 * X.nbytes, (peak, X.nbytes)
 
 
 # -------------------------------------------------------------------- 7. Workspace checks
