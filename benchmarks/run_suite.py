@@ -1,6 +1,6 @@
 """Run fastmlp's benchmark suite (same as ``fastmlp bench``); see fastmlp/benchmark.py.
 
-    pip install ".[bench]"
+    pip install torch jax         # the optional peers, beside the installed fastmlp
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run_suite.py [--quick]
 """
 import sys

@@ -1,6 +1,8 @@
 """The ``fastmlp`` command line (also ``python -m fastmlp``): demo, train, predict, export, bench.
 
-Errors reach the user as one line on stderr and exit status 1 (2 for a bad option).
+A usage error (an unknown option, a value of the wrong kind) prints the usage and exits
+with status 2, as argparse does; any other error is one line on stderr, naming the
+option or file, and exit status 1.
 """
 
 import argparse
@@ -13,8 +15,9 @@ import numpy as np
 
 from fastmlp._files import write_atomically
 from fastmlp._model import json_classes
-from fastmlp._plot import plot_history
+from fastmlp._plot import plot_history, plot_title
 from fastmlp._validation import matching_labels
+from fastmlp._version import __version__
 
 HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "lr", "reg", "seed", "eval_every")
 
@@ -36,6 +39,16 @@ def _fit_kwargs(args):
     return {name: getattr(args, name) for name in HYPERPARAMETERS + CONTROLS if hasattr(args, name)}
 
 
+def _make_out_folder(path):
+    """Create the --out folder (and its parents); a clear error when it names a file."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--out {path!r} is a file; give a folder (it is created if missing)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {path!r}: cannot create the output folder ({exc})") from None
+
+
 def demo(args):
     """Train on scikit-learn's digits with the seed's hyperparameters; print accuracies; plot."""
     import fastmlp
@@ -46,7 +59,7 @@ def demo(args):
     print(f"labels shape and type {y_train.shape} {y_train.dtype} {y_train.min()} {y_train.max()}")
     print(f"training on {len(X_train)} images, testing on {len(X_test)}: hidden={args.hidden} "
           f"epochs={args.epochs} batch_size={args.batch_size} lr={args.lr} reg={args.reg} seed={args.seed}")
-    os.makedirs(args.out, exist_ok=True)
+    _make_out_folder(args.out)
     plot_path = os.path.join(args.out, "epoch_plots.png")
     start = time.perf_counter()
     model = fastmlp.fit(X_train, y_train, X_test=X_test, y_test=y_test, plot=plot_path,
@@ -59,41 +72,72 @@ def demo(args):
     return 0
 
 
-def load_data(paths, label_column, option="--data"):
-    """``(X, y)`` from one ``.npz`` or ``.csv`` file, or IDX files (images, then labels).
+DATA_HELP = ("one .npz (arrays X, y), .csv or .tsv file, or two IDX files: images, then labels "
+             "(gzip or raw)")
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
+
+
+def load_data(paths, label_column, option="--data", delimiter=None, require_labels=True):
+    """``(X, y)`` from one ``.npz``, ``.csv`` or ``.tsv`` file, or IDX files (images, then labels).
 
     ``y`` is None when the data has no labels (a CSV read with ``label_column=None``,
-    or IDX images without their label file).
+    an ``.npz`` without ``y`` when ``require_labels`` is False, or IDX images
+    without their label file).
     """
     from fastmlp import data
 
+    names = [os.path.basename(path).lower() for path in paths]
+    if len(paths) > 2 or (len(paths) == 2 and any(n.endswith((".npz", *TABLE_SUFFIXES)) for n in names)):
+        raise ValueError(f"{option} takes {DATA_HELP}; got {len(paths)} files ({' '.join(paths)}). "
+                         f"Join several CSV files into one first")
     if len(paths) == 2:
         return data.load_idx(paths[0], paths[1])
-    path = paths[0]
-    name = os.path.basename(path).lower()
+    path, name = paths[0], names[0]
     if name.endswith(".npz"):
-        return data.load_npz(path)
-    if name.endswith((".csv", ".txt")):
+        return data.load_npz(path, require_labels=require_labels)
+    if name.endswith(TABLE_SUFFIXES):
         try:
-            return data.load_csv(path, label_column=label_column)
+            return data.load_csv(path, label_column=label_column, delimiter=delimiter)
         except ValueError as exc:
-            if label_column is None and "is not a number" in str(exc):
-                raise ValueError(f"{exc} (if the file has a label column, pass --label-column)") from None
-            raise
+            if "is not a number" not in str(exc) and "not integers" not in str(exc):
+                raise
+            if label_column is None:
+                hint = "if the file has a label column, pass --label-column"
+            elif label_column == 0:
+                hint = "if the labels are in the last column, pass --label-column -1"
+            else:
+                hint = "check --label-column"
+            raise ValueError(f"{exc} ({hint})") from None
     if "idx" in name or name.endswith("ubyte") or name.endswith("ubyte.gz"):
         return data.load_idx(path)
-    raise ValueError(f"{option} {path!r}: give an .npz or .csv file, or two IDX files "
-                     f"(images, then labels)")
+    raise ValueError(f"{option} {path!r}: give {DATA_HELP}")
 
 
 def _label_column(text):
-    """--label-column: an int, or 'none' for a CSV without labels."""
+    """--label-column: a column index, a name from the header row, or 'none' for no labels."""
     if text.lower() == "none":
         return None
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a column index (e.g. 0 or -1) or 'none', got {text!r}")
+        return text
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _delimiter(text):
+    text = {"tab": "\t", "\\t": "\t"}.get(text, text)
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"expected one character (or 'tab'), got {text!r}")
+    return text
 
 
 def write_history_csv(history, path):
@@ -116,13 +160,14 @@ def train(args):
     """Train on a data file; write model.npz, epoch_plots.png and history.csv into --out."""
     import fastmlp
 
-    X, y = load_data(args.data, args.label_column)
+    label_column = 0 if args.label_column is DEFAULT_LABEL_COLUMN else args.label_column
+    X, y = load_data(args.data, label_column, delimiter=args.delimiter)
     if y is None:
         raise ValueError("--data has no labels: training needs them (an IDX label file, a CSV label "
                          "column, or y in the .npz)")
     classes, y_index = np.unique(y, return_inverse=True)
     if args.test_data:
-        X_test, y_test = load_data(args.test_data, args.label_column, option="--test-data")
+        X_test, y_test = load_data(args.test_data, label_column, option="--test-data", delimiter=args.delimiter)
         if y_test is None:
             raise ValueError("--test-data has no labels: they are needed to measure test accuracy")
         unknown = np.setdiff1d(y_test, classes)
@@ -168,7 +213,9 @@ def train(args):
         print(f"test accuracy {model.score(X_test, classes[y_test_index])}")
     print(f"trained in {elapsed:.2f} s; wrote {paths['model.npz']}, {paths['history.csv']}")
     try:
-        plot_history(model.history, paths["epoch_plots.png"])
+        plot_history(model.history, paths["epoch_plots.png"],
+                     plot_title(len(X), X.shape[1], len(classes), None if X_test is None else len(X_test),
+                                model.params))
     except Exception as exc:
         raise OSError(f"could not write {paths['epoch_plots.png']!r} ({type(exc).__name__}: {exc}); "
                       f"the model and history were written") from None
@@ -176,13 +223,26 @@ def train(args):
     return 0
 
 
+def _load_for_model(args, n_features):
+    """``predict``'s data. Without --label-column, a CSV with one column more than the
+    model's features has its labels in column 0 (as ``train`` reads it), and one with
+    exactly the model's features has none."""
+    if args.label_column is not DEFAULT_LABEL_COLUMN:
+        return load_data(args.data, args.label_column, delimiter=args.delimiter, require_labels=False)
+    if os.path.basename(args.data[0]).lower().endswith(TABLE_SUFFIXES) and len(args.data) == 1:
+        try:
+            X, y = load_data(args.data, None, delimiter=args.delimiter)
+        except ValueError:  # a column that is not numbers: labels
+            X = None
+        if X is not None and X.shape[1] != n_features + 1:
+            return X, y
+    return load_data(args.data, 0, delimiter=args.delimiter, require_labels=False)
+
+
 def _output_paths(folder, names):
     """``{name: path}`` in ``folder`` (created if missing), checked before any work: none
     of the paths may be a folder."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"--out {folder!r}: cannot create the output folder ({exc})") from None
+    _make_out_folder(folder)
     paths = {name: os.path.join(folder, name) for name in names}
     for path in paths.values():
         if os.path.isdir(path):
@@ -196,7 +256,7 @@ def predict(args):
     import fastmlp
 
     model = fastmlp.load(args.model)
-    X, y = load_data(args.data, args.label_column)
+    X, y = _load_for_model(args, model.n_features)
     if X.shape[1] != model.n_features:
         hint = (" (does the CSV hold a label column? pass --label-column)"
                 if X.shape[1] == model.n_features + 1 else "")
@@ -243,15 +303,28 @@ def bench(args):
 
 
 def _add_hyperparameters(p):
-    p.add_argument("--hidden", type=int, default=128, help="hidden units (default 128)")
-    p.add_argument("--epochs", type=int, default=200, help="passes over the data (default 200)")
-    p.add_argument("--batch-size", type=int, default=30, help="rows per SGD step (default 30)")
+    p.add_argument("--hidden", type=_positive_int, default=128, help="hidden units (default 128)")
+    p.add_argument("--epochs", type=_positive_int, default=200, help="passes over the data (default 200)")
+    p.add_argument("--batch-size", type=_positive_int, default=30, help="rows per SGD step (default 30)")
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     p.add_argument("--reg", type=float, default=1e-2, help="L2 strength (default 1e-2)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and split (default 0)")
     p.add_argument("--eval-every", type=int, default=1, metavar="K",
                    help="score the test data every K epochs and after the last (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (shown by default on a terminal)")
+
+
+DEFAULT_LABEL_COLUMN = object()  # --label-column not given: 0, or (predict) none if the file has no labels
+
+
+def _add_table_options(p, predict=False):
+    more = (" for a file with one column more than the model's features, else none"
+            if predict else "")
+    p.add_argument("--label-column", type=_label_column, default=DEFAULT_LABEL_COLUMN, metavar="COLUMN",
+                   help=f"CSV/TSV label column: an index (-1 for the last), a name from the header, "
+                        f"or 'none' (default 0{more})")
+    p.add_argument("--delimiter", type=_delimiter, default=None,
+                   help="CSV cell separator (default ',', or tab for .tsv files; 'tab' for a tab)")
 
 
 def _add_controls(p):
@@ -276,9 +349,13 @@ def _add_controls(p):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastmlp", description="Fast two-layer neural networks on the CPU.")
+    parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="train on scikit-learn's 8x8 digits with the seed's settings")
+    p = sub.add_parser("demo", help="train on scikit-learn's 8x8 digits with the seed's settings",
+                       description="Train on scikit-learn's bundled 8x8 digits (1,348 training and 449 "
+                                   "test images) with the seed's settings; print the accuracies and "
+                                   "write epoch_plots.png into --out.")
     _add_hyperparameters(p)
     p.add_argument("--out", default=".", help="folder for epoch_plots.png (default: current folder)")
     p.set_defaults(func=demo)
@@ -286,18 +363,16 @@ def build_parser():
     p = sub.add_parser("train", help="train on an IDX pair, .npz or .csv; write model, plots, history",
                        description="Train a network on a data file and write model.npz, epoch_plots.png "
                                    "and history.csv into --out.")
-    p.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                   help="an .npz (arrays X, y) or .csv file, or IDX images and labels files")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH", help=DATA_HELP)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--test-split", type=float, default=0.0, metavar="FRACTION",
                        help="hold out this fraction of --data for testing (default 0: none)")
     group.add_argument("--test-data", nargs="+", metavar="PATH", help="held-out data, as --data")
-    p.add_argument("--label-column", type=_label_column, default=0,
-                   help="CSV label column (default 0; -1 for the last)")
+    _add_table_options(p)
     _add_hyperparameters(p)
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="training dtype (default float64)")
-    p.add_argument("--threads", type=int, default=None, help="threads (default: the available cores)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: the available cores)")
     _add_controls(p)
     p.add_argument("--out", default=".", help="folder for the outputs (default: current folder)")
     p.set_defaults(func=train)
@@ -307,9 +382,8 @@ def build_parser():
                                    "the data has labels, its accuracy goes to stderr.")
     p.add_argument("--model", required=True, help="a model file written by train or MLPModel.save")
     p.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                   help="an .npz or .csv file, or IDX images (and optionally labels) files")
-    p.add_argument("--label-column", type=_label_column, default=None,
-                   help="CSV label column, if the file has one (default: none)")
+                   help=DATA_HELP + "; labels are optional (IDX images alone, an .npz without y)")
+    _add_table_options(p, predict=True)
     p.add_argument("--out", help="write the labels to this file instead of stdout")
     p.set_defaults(func=predict)
 
@@ -330,10 +404,11 @@ def build_parser():
                                    "fastmlp bench")
     p.add_argument("--quick", action="store_true", help="only the seed's shape")
     p.add_argument("--repeat", type=int, default=5, help="timed epochs per measurement (median)")
-    p.add_argument("--out", default="benchmarks/results", help="folder for results.md/.csv/.png")
+    p.add_argument("--out", metavar="FOLDER",
+                   help="also write results.md, results.csv and results.png into this folder")
     p.add_argument("--peers", nargs="+", metavar="PEER",
-                   help="a subset of: " + ", ".join(repr(p) for p in (
-                       "fastmlp float64", "fastmlp float32", "fastmlp numpy", "pytorch", "sklearn", "jax")))
+                   help="a subset of: fastmlp-f64, fastmlp-f32, numpy (fastmlp's reference), pytorch, "
+                        "sklearn, jax (default: all)")
     p.set_defaults(func=bench)
     return parser
 

@@ -11,10 +11,9 @@ the hidden layer never recovers, and the network predicts one class forever.
 import math
 
 import numpy as np
-import scipy.sparse
 
 from . import reference
-from ._validation import all_finite
+from ._validation import all_finite, issparse
 
 # The loss per sample may not exceed this many times its starting value (or log C,
 # chance level, if larger). Normal runs stay within a small factor of it.
@@ -108,4 +107,4 @@ def hidden_layer_dead(X, W1, b1):
 def _dense_rows(X, start, stop):
     """Rows ``start:stop`` of ``X`` as a dense array (``X`` may be scipy.sparse CSR)."""
     rows = X[start:stop]
-    return rows.toarray() if scipy.sparse.issparse(rows) else rows
+    return rows.toarray() if issparse(rows) else rows

@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 
-import scipy.sparse
 
 from . import reference
 from ._divergence import DivergenceCheck
@@ -23,6 +22,7 @@ from ._validation import (
     check_float,
     check_int,
     check_labels,
+    issparse,
     resolve_dtype,
 )
 
@@ -52,6 +52,24 @@ def _generator(seed):
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     return np.random.default_rng(int(seed))
+
+
+def _warn_unused_classes(y, n_classes):
+    """Warn when labels inferred as ``0..max(y)`` leave classes without a sample.
+
+    Labels 1..10 give 11 outputs, ``(y % 2) * 1000`` gives 1,001: most likely the
+    labels are not ``0..C-1`` codes, and every unused class still costs an output unit.
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    unused = np.flatnonzero(counts == 0)
+    if unused.size:
+        shown = ", ".join(map(str, unused[:5].tolist())) + (", ..." if unused.size > 5 else "")
+        warnings.warn(
+            f"y's labels imply {n_classes} classes 0..{n_classes - 1} (max(y) + 1), but {unused.size} of "
+            f"them have no sample ({shown}), and each still gets an output unit. Labels must be codes "
+            f"0..C-1: for arbitrary labels use fastmlp.MLPClassifier (or "
+            f"numpy.unique(y, return_inverse=True)); if the classes are meant, pass n_classes={n_classes}",
+            UserWarning, stacklevel=3)
 
 
 def _copy_init(init, n_features, hidden, n_classes, dtype):
@@ -131,7 +149,7 @@ class Trainer:
             controls["sample_weight"] = sample_weight
         if momentum > 0:
             controls.update(velocities=velocities, momentum=momentum, nesterov=nesterov)
-        if not scipy.sparse.issparse(X):
+        if not issparse(X):
             return self._sgd.sgd_epoch(X, y, order, *params, self.workspace, lr, reg, **controls)
         # A sparse X goes through in blocks of whole batches, each made dense on its own.
         block = self.batch_size * max(1, SPARSE_BLOCK_ROWS // self.batch_size)
@@ -150,7 +168,7 @@ class Trainer:
 
     def logits(self, X, params):
         """``relu(X @ W1 + b1) @ W2 + b2`` for validated ``X`` of the training dtype."""
-        if self.backend == "numpy" or scipy.sparse.issparse(X):
+        if self.backend == "numpy" or issparse(X):
             return logits_in_blocks(X, params)
         out = np.empty((X.shape[0], params[2].shape[1]), dtype=X.dtype)
         return self._sgd.forward_logits(X, *params, self.workspace, out)
@@ -292,7 +310,10 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     dtype = resolve_dtype(dtype, X)
     X = check_features(X, "X", dtype, accept_sparse=True)
     n_samples, n_features = X.shape
+    inferred = n_classes is None
     y, n_classes = check_labels(y, "y", n_samples, n_classes)
+    if inferred:
+        _warn_unused_classes(y, n_classes)
     hidden = check_int(hidden, "hidden", minimum=1)
     epochs = check_int(epochs, "epochs", minimum=0)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
@@ -397,15 +418,17 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
             p[...] = best
         model.best_epoch = validation.best_epoch
     if plot is not None:
-        _plot_or_warn(history, plot)
+        from ._plot import plot_title
+        _plot_or_warn(history, plot, plot_title(n_samples, n_features, n_classes,
+                                                None if X_test is None else len(X_test), model.params))
     return model
 
 
-def _plot_or_warn(history, path):
+def _plot_or_warn(history, path, title=None):
     """Write the epoch plots; on failure warn (RuntimeWarning) instead of losing the model."""
     from ._plot import plot_history
     try:
-        plot_history(history, path)
+        plot_history(history, path, title=title)
     except Exception as exc:  # an accessory: the trained model matters more
         warnings.warn(f"the epoch plots could not be written to {path!r} ({type(exc).__name__}: "
                       f"{exc}); the trained model is returned without them", RuntimeWarning,

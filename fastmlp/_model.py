@@ -4,12 +4,11 @@ import json
 import os
 
 import numpy as np
-import scipy.sparse
 
 from . import reference
 from ._files import write_atomically
 from ._npz import NpzArchive
-from ._validation import FLOAT_DTYPES, all_finite, check_features, label_values, matching_labels
+from ._validation import FLOAT_DTYPES, all_finite, check_features, issparse, label_values, matching_labels
 from ._version import __version__
 
 FORMAT_VERSION = 1
@@ -26,7 +25,7 @@ def logits_in_blocks(X, weights):
     out = np.empty((X.shape[0], weights[2].shape[1]), dtype=X.dtype)
     for start in range(0, X.shape[0], _PREDICT_BLOCK):
         block = X[start:start + _PREDICT_BLOCK]
-        if scipy.sparse.issparse(block):
+        if issparse(block):
             block = block.toarray()
         out[start:start + _PREDICT_BLOCK] = reference.forward(block, weights)[2]
     return out

@@ -22,6 +22,16 @@ def check_plot_path(path, name):
     return text
 
 
+def plot_title(n_samples, n_features, n_classes, n_test, params):
+    """The plots' title: the data's shape, then the hyperparameters of ``params`` (a model's)."""
+    data = f"{n_samples} samples × {n_features} features, {n_classes} classes"
+    if n_test is not None:
+        data += f", {n_test} test samples"
+    return (f"{data}\nhidden={params['hidden']}, epochs={params['epochs']}, "
+            f"batch_size={params['batch_size']}, lr={params['lr']:g}, reg={params['reg']:g}, "
+            f"{params['dtype']}, {params['backend']}")
+
+
 def plot_history(history, path, title=None):
     """Write the epoch plots of ``history`` to ``path`` (PNG).
 
@@ -35,9 +45,16 @@ def plot_history(history, path, title=None):
         epochs ``test_epoch`` (every epoch when that is missing).
     path : str or os.PathLike
     title : str, optional
+        The figure's title (``fit`` gives the data's shape and the hyperparameters).
     """
+    history_figure(history, title).savefig(os.fspath(path), format="png", dpi=100)
+
+
+def history_figure(history, title=None):
+    """The epoch plots as a matplotlib ``Figure``: the loss (log scale), and the accuracies."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     epochs = range(1, len(history["loss"]) + 1)
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -49,7 +66,12 @@ def plot_history(history, path, title=None):
     ax_loss.set_ylabel("mean cross-entropy per sample")
     ax_loss.set_title("training loss")
     if history["loss"] and min(history["loss"]) > 0:
+        # log scale, labelled at 1, 2 and 5 times each power of ten in plain numbers (0.05, 0.1, 0.2)
         ax_loss.set_yscale("log")
+        ax_loss.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax_loss.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax_loss.yaxis.set_minor_formatter(NullFormatter())
+        ax_loss.grid(which="major", alpha=0.3)
 
     ax_acc.plot(epochs, history["train_acc"], label="training (during the epoch)")
     if history.get("test_acc"):
@@ -63,7 +85,9 @@ def plot_history(history, path, title=None):
     ax_acc.set_title("accuracy")
     ax_acc.legend(loc="lower right")
     ax_acc.grid(alpha=0.3)
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
 
     if title:
         fig.suptitle(title)
-    fig.savefig(os.fspath(path), format="png", dpi=100)
+    return fig

@@ -1,12 +1,19 @@
 """Checks of user input. Each failure names the argument and says how to fix it."""
 
 import numbers
+import sys
 
 import numpy as np
-import scipy.sparse
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+
+
+def issparse(x):
+    """``scipy.sparse.issparse(x)`` without importing SciPy: a sparse matrix or array can
+    exist only once ``scipy.sparse`` is imported (``import fastmlp`` stays fast)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(x)
 
 def resolve_dtype(dtype, X):
     """The training dtype: ``dtype`` if given, else float32 for float32 ``X``, else float64."""
@@ -30,7 +37,7 @@ def check_features(X, name, dtype, n_features=None, accept_sparse=False):
     scipy.sparse matrix or array is returned as CSR of ``dtype`` instead (see
     :func:`check_sparse_features`).
     """
-    if scipy.sparse.issparse(X):
+    if issparse(X):
         if not accept_sparse:
             raise TypeError(f"{name} is a scipy.sparse matrix; pass a dense array ({name}.toarray())")
         return check_sparse_features(X, name, dtype, n_features)

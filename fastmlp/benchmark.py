@@ -5,9 +5,9 @@ Linear(D, H) -> ReLU -> Linear(H, C), softmax cross-entropy summed over the batc
 ``reg * (||W1||^2 + ||W2||^2)``, plain SGD with learning rate ``lr``, a fresh shuffle
 per epoch. The peers:
 
-``fastmlp float64`` / ``fastmlp float32``
-    The compiled path, as :func:`fastmlp.fit` runs it.
-``fastmlp numpy``
+``fastmlp-f64`` / ``fastmlp-f32``
+    The compiled path, as :func:`fastmlp.fit` runs it, in float64 / float32.
+``numpy``
     The pure-NumPy reference (:mod:`fastmlp.reference`), the seed's loop.
 ``pytorch``
     ``nn.Linear``/``ReLU``/``nn.Linear``, ``cross_entropy(reduction="sum")`` plus the
@@ -26,12 +26,12 @@ per epoch. The peers:
 Each time is the median of ``repeat`` epochs after a warm-up of at least 0.3 s. GFLOP/s count
 ``N * (4 D H + 6 H C)`` floating-point operations per epoch (the forward and
 backward products), and "% of peak" divides by a large GEMM's GFLOP/s measured in
-this process in the same dtype. The ratio column is each peer's time over
-fastmlp float64's on the same row (2.0x: the peer takes twice as long; for
-``fastmlp float32`` it is the float32/float64 time ratio).
+this process in the same dtype. The "× fastmlp" column is each peer's time over
+fastmlp-f64's on the same row (2.00: the peer takes twice as long; for
+``fastmlp-f32`` it is the float32/float64 time ratio).
 
-Run it with ``fastmlp bench`` or ``python benchmarks/run_suite.py``. PyTorch,
-scikit-learn and JAX are optional (``pip install ".[bench]"``); a missing one is
+Run it with ``fastmlp bench`` or ``python benchmarks/run_suite.py``. PyTorch
+and JAX are optional (``pip install torch jax``); a missing one is
 skipped. Where ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` are set in the
 environment they hold OpenBLAS to slower kernels; to measure without them, unset
 both in the command: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastmlp bench``.
@@ -51,7 +51,7 @@ from ._fit import Trainer, init_params
 from ._threads import available_cores
 
 LR, REG, N_CLASSES, N_FEATURES = 1e-4, 1e-2, 10, 784
-PEERS = ("fastmlp float64", "fastmlp float32", "fastmlp numpy", "pytorch", "sklearn", "jax")
+PEERS = ("fastmlp-f64", "fastmlp-f32", "numpy", "pytorch", "sklearn", "jax")
 
 
 @dataclass(frozen=True)
@@ -253,9 +253,9 @@ def make_jax(shape, dtype):
 
 
 MAKERS = {
-    "fastmlp float64": lambda s: make_fastmlp(s, np.float64),
-    "fastmlp float32": lambda s: make_fastmlp(s, np.float32),
-    "fastmlp numpy": lambda s: make_fastmlp(s, np.float64, backend="numpy"),
+    "fastmlp-f64": lambda s: make_fastmlp(s, np.float64),
+    "fastmlp-f32": lambda s: make_fastmlp(s, np.float32),
+    "numpy": lambda s: make_fastmlp(s, np.float64, backend="numpy"),
     "pytorch": lambda s: make_pytorch(s, np.float64),
     "sklearn": lambda s: make_sklearn(s, np.float64),
     "jax": lambda s: make_jax(s, np.float64),
@@ -327,9 +327,9 @@ def run_suite(shapes=None, peers=PEERS, repeat=5, log=print):
                 skipped[peer] = f"not installed ({exc.name or exc})"
                 log(f"  {peer}: skipped, {skipped[peer]}")
                 continue
-            reps = repeat if shape.n_samples <= 10_000 or peer.startswith("fastmlp f") else max(3, repeat // 2)
+            reps = repeat if shape.n_samples <= 10_000 or peer.startswith("fastmlp-") else max(3, repeat // 2)
             seconds = median_time(epoch, reps) * getattr(epoch, "scale", 1.0)
-            dtype = "float32" if peer.endswith("float32") else "float64"
+            dtype = "float32" if peer == "fastmlp-f32" else "float64"
             gflops = shape.flops / seconds / 1e9
             rows.append({"shape": shape.label, "n_samples": shape.n_samples, "hidden": shape.hidden,
                          "batch_size": shape.batch_size, "peer": peer, "dtype": dtype,
@@ -339,8 +339,8 @@ def run_suite(shapes=None, peers=PEERS, repeat=5, log=print):
 
 
 def ratios(rows):
-    """Per shape: each peer's time over fastmlp float64's (how many times slower the peer is)."""
-    base = {r["shape"]: r["ms"] for r in rows if r["peer"] == "fastmlp float64"}
+    """Per shape: each peer's time over fastmlp-f64's (how many times slower the peer is)."""
+    base = {r["shape"]: r["ms"] for r in rows if r["peer"] == "fastmlp-f64"}
     return {(r["shape"], r["peer"]): r["ms"] / base[r["shape"]] for r in rows if r["shape"] in base}
 
 
@@ -350,11 +350,11 @@ def markdown_table(rows, peaks, header_lines=()):
     out = [f"- {line}" for line in header_lines]
     out.append(f"- large GEMM peak: float64 {peaks['float64']:.1f} GFLOP/s, "
                f"float32 {peaks['float32']:.1f} GFLOP/s")
-    out += ["", "| shape | peer | ms/epoch | GFLOP/s | % of peak | time / fastmlp float64 |",
+    out += ["", "| shape | peer | ms/epoch | GFLOP/s | % of peak | × fastmlp |",
             "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['shape']} | {r['peer']} | {r['ms']:.2f} | {r['gflops']:.1f} | "
-                   f"{r['pct_peak']:.0f}% | {ratio.get((r['shape'], r['peer']), float('nan')):.2f}x |")
+                   f"{r['pct_peak']:.0f}% | {ratio.get((r['shape'], r['peer']), float('nan')):.2f} |")
     return "\n".join(out) + "\n"
 
 
@@ -402,8 +402,8 @@ def _chart(rows, path):
     fig.savefig(path, format="png", dpi=100)
 
 
-def main(quick=False, repeat=5, out="benchmarks/results", peers=PEERS, log=print):
-    """Run the suite, print the table, write the files. Returns the rows."""
+def main(quick=False, repeat=5, out=None, peers=PEERS, log=print):
+    """Run the suite and print the table; with ``out``, a folder, also write the files. Returns the rows."""
     header = machine_description()
     for line in header:
         log(f"# {line}")
@@ -411,6 +411,6 @@ def main(quick=False, repeat=5, out="benchmarks/results", peers=PEERS, log=print
     header += [f"{peer}: {why}" for peer, why in skipped.items()]
     log("")
     log(markdown_table(rows, peaks, header))
-    for path in write_results(rows, peaks, out, header):
+    for path in write_results(rows, peaks, out, header) if out is not None else ():
         log(f"wrote {path}")
     return rows

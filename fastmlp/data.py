@@ -253,7 +253,7 @@ def load_idx(images, labels=None):
 
 # ---------------------------------------------------------------------------- NPZ
 
-def load_npz(path):
+def load_npz(path, require_labels=True):
     """Read features ``X`` and labels ``y`` from a NumPy ``.npz`` archive.
 
     The archive is opened with ``allow_pickle=False``: object arrays are refused,
@@ -263,13 +263,16 @@ def load_npz(path):
     ----------
     path : str or os.PathLike
         An archive written e.g. by ``numpy.savez(path, X=X, y=y)``.
+    require_labels : bool, default True
+        False: an archive without ``y`` is fine (for prediction), and ``y`` is None.
 
     Returns
     -------
     X : ndarray of float64, shape (n_samples, n_features)
         ``X`` as stored (no scaling), converted to float64.
-    y : ndarray, shape (n_samples,)
-        ``y`` as stored, in its own dtype (integers, or e.g. strings).
+    y : ndarray, shape (n_samples,), or None
+        ``y`` as stored, in its own dtype (integers, or e.g. strings); None when the
+        archive has no ``y`` and ``require_labels`` is False.
 
     Raises
     ------
@@ -285,12 +288,14 @@ def load_npz(path):
     """
     path = _fspath(path, "path")
     with NpzArchive(path, "npz file", "an .npz archive", "write one with numpy.savez(path, X=X, y=y)") as npz:
-        missing = [name for name in ("X", "y") if name not in npz.names]
+        wanted = ("X", "y") if require_labels or "y" in npz.names else ("X",)
+        missing = [name for name in wanted if name not in npz.names]
         if missing:
             raise ValueError(f"npz file {path!r} has no array {' or '.join(map(repr, missing))} "
                              f"(it holds {sorted(npz.names)}); {npz.fix}")
         X = npz.read("X", _check_npz_X)
-        y = npz.read("y", lambda shape, dtype: _check_npz_y(shape, dtype, X.shape[0]))
+        y = (npz.read("y", lambda shape, dtype: _check_npz_y(shape, dtype, X.shape[0]))
+             if "y" in wanted else None)
     X = np.ascontiguousarray(X, dtype=np.float64)
     if not all_finite(X):
         raise ValueError(f"npz file {path!r}: X contains NaN or infinity; remove or impute those "
@@ -387,21 +392,23 @@ def _csv_labels(labels):
     return np.array(ints, dtype=np.int64)
 
 
-def load_csv(path, label_column=0, skip_header=None):
-    """Read a numeric CSV file: one sample per row, its label in ``label_column``.
+def load_csv(path, label_column=0, skip_header=None, delimiter=None):
+    """Read a numeric CSV (or TSV) file: one sample per row, its label in ``label_column``.
 
-    Cells are separated by commas (quoted cells are allowed, surrounding spaces are
-    ignored); blank lines are skipped. Every row must have the same number of
+    Cells are separated by commas, or by tabs in a ``.tsv``/``.tab`` file (quoted
+    cells are allowed, surrounding spaces are ignored); blank lines are skipped. Every row must have the same number of
     columns. In error messages, lines and columns count from 1.
 
     Parameters
     ----------
     path : str or os.PathLike
         The CSV file (UTF-8, with or without a byte-order mark).
-    label_column : int or None, default 0
+    label_column : int, str or None, default 0
         Index of the label column; negative values count from the end
-        (``-1`` is the last column). All other columns are features. None: the
-        file has no labels, every column is a feature, and ``y`` is None.
+        (``-1`` is the last column); or its name in the file's header row (which
+        is then skipped). All other columns are features. None: the file has no
+        labels, every column is a feature, and ``y`` is None. A label column of
+        numbers that are not integers is refused: it is most likely a feature.
     skip_header : bool or None, default None
         True: the first row is a header and is skipped; False: it is data.
         None: detect a header -- the first row is a header when none of its
@@ -429,20 +436,27 @@ def load_csv(path, label_column=0, skip_header=None):
         finite number or an empty label (naming line and column), or is not
         UTF-8 text; when ``label_column`` is out of range.
     TypeError
-        When ``label_column`` is not an integer or ``skip_header`` not a bool or None.
+        When ``label_column`` is not an integer, a str or None, ``skip_header`` not a
+        bool or None, or ``delimiter`` not a one-character str or None.
     """
     path = _fspath(path, "path")
-    if label_column is not None and (isinstance(label_column, bool)
-                                     or not isinstance(label_column, numbers.Integral)):
-        raise TypeError(f"label_column must be an integer column index (e.g. 0 or -1) or None, "
-                        f"got {label_column!r}")
+    if label_column is not None and not isinstance(label_column, str) and (
+            isinstance(label_column, bool) or not isinstance(label_column, numbers.Integral)):
+        raise TypeError(f"label_column must be an integer column index (e.g. 0 or -1), a column name "
+                        f"from the header, or None, got {label_column!r}")
+    if delimiter is None:
+        delimiter = "\t" if str(path).lower().endswith((".tsv", ".tab")) else ","
+    if not (isinstance(delimiter, str) and len(delimiter) == 1):
+        raise TypeError(f"delimiter must be one character (e.g. ',' or '\\t') or None, got {delimiter!r}")
     if not (skip_header is None or isinstance(skip_header, (bool, np.bool_))):
         raise TypeError(f"skip_header must be True, False or None (detect), got {skip_header!r}")
     check_regular_file(path, "CSV file")
     with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, strict=True)
+        reader = csv.reader(f, delimiter=delimiter, strict=True)
+        if label_column is not None and not isinstance(label_column, str):
+            label_column = int(label_column)
         try:
-            return _read_csv(reader, path, None if label_column is None else int(label_column), skip_header)
+            return _read_csv(reader, path, label_column, skip_header)
         except csv.Error as exc:
             if "unexpected end of data" in str(exc):
                 raise ValueError(f"CSV file {path!r} ends inside a quoted cell (at line {reader.line_num}): "
@@ -466,6 +480,14 @@ def _read_csv(reader, path, label_column, skip_header):
         line = reader.line_num
         if n_columns is None:
             n_columns = len(row)
+            if isinstance(label_column, str):  # a name from the header row
+                names = [cell.strip() for cell in row]
+                if label_column.strip() not in names:
+                    raise ValueError(f"CSV file {path!r} has no column named {label_column!r} in its "
+                                     f"header (line {line}: {', '.join(map(repr, names[:8]))}"
+                                     f"{', ...' if len(names) > 8 else ''}); give a name from it or a "
+                                     f"column index")
+                label_column, skip_header = names.index(label_column.strip()), True
             if label_column is None:
                 label_index = None
             elif n_columns < 2:
@@ -512,4 +534,15 @@ def _read_csv(reader, path, label_column, skip_header):
         X, labels = X[1:], labels[1:]  # the first row was a header with numeric feature names
     if X is None or len(X) == 0:
         raise ValueError(f"CSV file {path!r} has a header (line {header_line}) but no data rows")
-    return np.ascontiguousarray(X), (None if label_index is None else _csv_labels(labels))
+    if label_index is None:
+        return np.ascontiguousarray(X), None
+    y = _csv_labels(labels)
+    if y.dtype.kind == "U":
+        fraction = next((label for label in labels if _is_number(label) and not float(label).is_integer()),
+                        None)
+        if fraction is not None and all(_is_number(label) for label in labels):
+            raise ValueError(f"CSV file {path!r}: the label column (column {label_index + 1}) holds "
+                             f"numbers that are not integers (e.g. {fraction!r}), so it looks like a "
+                             f"feature; for a file without labels pass label_column=None, otherwise "
+                             f"the label column's index or name")
+    return np.ascontiguousarray(X), y

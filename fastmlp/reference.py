@@ -54,7 +54,8 @@ the compiled implementation and must agree with it (float64 to ~1e-12, float32 t
 """
 
 import numpy as np
-import scipy.sparse
+
+from ._validation import issparse
 
 __all__ = [
     "softmax",
@@ -224,7 +225,7 @@ def sgd_epoch(X, y, order, params, lr, reg, batch_size, *, velocities=None, mome
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         X_batch = X[rows]
-        if scipy.sparse.issparse(X_batch):
+        if issparse(X_batch):
             X_batch = X_batch.toarray()
         loss, correct = sgd_step(X_batch, y[rows], params, lr, reg, velocities=velocities,
                                  momentum=momentum, nesterov=nesterov,

@@ -137,19 +137,24 @@ cdef inline void momentum_update(floating* W, floating* V, const floating* G, Py
                 W[k] += V[k]
 
 
-cdef inline void momentum_apply(floating* W, floating* V, Py_ssize_t rows, Py_ssize_t cols,
-                                Py_ssize_t ld, floating lr_decay) noexcept nogil:
-    """The rest of a classical momentum step on a (rows, cols) block (row stride ld) whose
-    velocity already holds V = m V - lr G (G the data gradient, added by BLAS):
+cdef inline void momentum_apply(floating* W, floating* P, Py_ssize_t rows, Py_ssize_t cols,
+                                Py_ssize_t ld, floating momentum, floating lr_decay,
+                                bint move, bint prepare) noexcept nogil:
+    """A pass of the classical momentum step over a (rows, cols) block (row stride ld),
+    P a velocity buffer (lr_decay = 2 lr reg, the L2 term's share of a step):
 
-        V := V - lr_decay W;   W := W + V        (lr_decay = 2 lr reg, the L2 term's share)
+        move:     W := W + P                        (P holds the new velocity)
+        prepare:  P := momentum P - lr_decay W      (with the moved W: the next step's
+                                                     velocity before its data gradient)
     """
     cdef Py_ssize_t i, j, k
     for i in range(rows):
         for j in range(cols):
             k = i * ld + j
-            V[k] -= lr_decay * W[k]
-            W[k] += V[k]
+            if move:
+                W[k] += P[k]
+            if prepare:
+                P[k] = momentum * P[k] - lr_decay * W[k]
 
 
 cdef inline void gather_rows(const floating* X, const int64_t* y, Py_ssize_t n_features,

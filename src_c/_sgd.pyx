@@ -449,7 +449,7 @@ cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, 
 cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssize_t rows,
                                Py_ssize_t cols, Py_ssize_t k, const floating* A, Py_ssize_t lda,
                                const floating* Bm, Py_ssize_t ldb, floating* W, void* V, void* G,
-                               double s, int isa) noexcept nogil:
+                               double s, int isa, bint first, bint last) noexcept nogil:
     """The optimizer's step on the (rows, cols) block of a weight matrix at W + off (row
     stride ld; its velocity at V + off, gradient buffer at G + off), whose data
     gradient is A.T @ Bm (A: k x rows, Bm: k x cols). One of:
@@ -458,8 +458,12 @@ cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssiz
     sgd_epoch; the caller multiplies s by `decay` after the step): one accumulate, by
     BLAS or, with `isa`, by fastmlp's unpacked kernels (_small_gemm.h)
         stored := stored - (lr / (s * decay)) A.T @ Bm
-    momentum, classical: BLAS adds the data gradient into V, one pass does the rest
-        V := m V - lr A.T @ Bm;   V := V - 2 lr reg W;   W := W + V
+    momentum, classical: V holds P = m V - 2 lr reg W between the steps of a segment,
+    so the data gradient goes in with the same accumulate as plain SGD's:
+        (first step of a segment: P := m V - 2 lr reg W, a pass)
+        P := P - lr A.T @ Bm   (= the new V);   W := W + P;
+        (unless last step of a segment: P := m P - 2 lr reg W, in the same pass)
+    Between segments V is the velocity itself (a stop after any segment leaves it so).
     momentum, Nesterov (needs the gradient twice, so it goes through G):
         G := A.T @ Bm;   V := m V - lr (G + 2 reg W);   W := W + m V - lr (G + 2 reg W)
 
@@ -468,21 +472,24 @@ cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssiz
     its state next to V in Update.
     """
     cdef floating* v
-    cdef floating step
-    if u.momentum == 0:
-        step = <floating> (-u.lr / (s * u.decay))
+    cdef floating* target = W + off
+    cdef floating step = <floating> (-u.lr / (s * u.decay))
+    cdef floating lr_decay = <floating> (2 * u.lr * u.reg)
+    if u.momentum != 0 and not u.nesterov:
+        target = <floating*> V + off
+        step = <floating> -u.lr
+        if first:
+            momentum_apply(W + off, target, rows, cols, ld, <floating> u.momentum, lr_decay, False, True)
+    if u.momentum == 0 or not u.nesterov:
         if isa:
             small_gemm_tn(isa, <int> rows, <int> cols, <int> k, step, A, <int> lda, Bm, <int> ldb,
-                          W + off, <int> ld)
+                          target, <int> ld)
         else:
             gemm(True, False, <int> rows, <int> cols, <int> k, step, A, <int> lda, Bm, <int> ldb,
-                 <floating> 1, W + off, <int> ld)
-    elif not u.nesterov:
-        v = <floating*> V + off
-        gemm(True, False, <int> rows, <int> cols, <int> k, <floating> -u.lr, A, <int> lda,
-             Bm, <int> ldb, <floating> u.momentum, v, <int> ld)
-        momentum_apply(W + off, v, rows, cols, ld, <floating> (2 * u.lr * u.reg))
-    else:
+                 <floating> 1, target, <int> ld)
+        if u.momentum != 0:
+            momentum_apply(W + off, target, rows, cols, ld, <floating> u.momentum, lr_decay, True, not last)
+    else:   # Nesterov
         gemm(True, False, <int> rows, <int> cols, <int> k, <floating> 1, A, <int> lda,
              Bm, <int> ldb, <floating> 0, <floating*> G + off, <int> ld)
         momentum_update(W + off, <floating*> V + off, <const floating*> G + off, rows, cols, ld,
@@ -502,8 +509,8 @@ cdef inline void update_vector(Update* u, floating* b, void* V, Py_ssize_t off,
 
 
 cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, const floating* G,
-                                           Py_ssize_t nb, Py_ssize_t sl,
-                                           double s) noexcept nogil:
+                                           Py_ssize_t nb, Py_ssize_t sl, double s,
+                                           bint first, bint last) noexcept nogil:
     """Backward pass of slice sl and its parameter updates (through update_matrix and
     update_vector; b2's is in the member-0 part of the step).
 
@@ -511,7 +518,8 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     slice's part of the gradient is
         dW2_s = R_s.T @ G,  dR_s = G @ W2_s.T,  dA1_s = dR_s * [R_s > 0],
         dW1_s = Xb.T @ dA1_s,  db1_s = dA1_s.sum(0).
-    dR_s uses W2_s before its update.
+    dR_s uses W2_s before its update. first / last: this step is the first / last of
+    its segment (see update_matrix).
     """
     cdef Network* net = &a.net
     cdef Update* u = &a.update
@@ -524,14 +532,15 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     cdef floating* db1 = <floating*> a.d_b1
     gemm(False, True, <int> nb, <int> Hs, <int> C, <floating> s,
          G, <int> C, W2 + h0 * C, <int> C, <floating> 0, dR, <int> Hs)
-    update_matrix(u, h0 * C, C, Hs, C, nb, R, Hs, G, C, W2, u.V2, u.G2, s, 0)
+    update_matrix(u, h0 * C, C, Hs, C, nb, R, Hs, G, C, W2, u.V2, u.G2, s, 0, first, last)
     relu_backward(dR, R, nb * Hs)
     if net.isa:     # fastmlp's unpacked kernels take the slice's columns at once
-        update_matrix(u, h0, H, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, net.isa)
+        update_matrix(u, h0, H, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, net.isa, first, last)
     else:           # BLAS, in column blocks of Wc
         c = 0
         while c < Hs:
-            update_matrix(u, h0 + c, H, D, min(Wc, Hs - c), nb, Xb, D, dR + c, Hs, W1, u.V1, u.G1, s, 0)
+            update_matrix(u, h0 + c, H, D, min(Wc, Hs - c), nb, Xb, D, dR + c, Hs, W1, u.V1, u.G1, s, 0,
+                          first, last)
             c += Wc
     column_sums(dR, nb, Hs, db1 + h0)
     update_vector(u, <floating*> net.b1, u.Vb1, h0, db1 + h0, Hs)
@@ -599,7 +608,7 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
             update_vector(&a.update, b2, a.update.Vb2, 0, db2, C)
         sl = member
         while sl < S:
-            slice_backward_and_update(a, Xb, G, nb, sl, s)
+            slice_backward_and_update(a, Xb, G, nb, sl, s, k == a.first, k + 1 == a.last)
             sl += n_members
         if a.update.momentum == 0:    # plain SGD: this step's decay goes into the scale
             s *= a.update.decay

@@ -1,6 +1,7 @@
 """The benchmark suite's plumbing and its peer mapping (no timing is asserted here)."""
 
 import csv
+import pathlib
 
 import numpy as np
 import pytest
@@ -43,19 +44,24 @@ def test_shapes_and_flop_count():
 
 def test_tables_and_files(tmp_path):
     rows = [
-        {"shape": "s", "n_samples": 10, "hidden": 4, "batch_size": 2, "peer": "fastmlp float64",
+        {"shape": "s", "n_samples": 10, "hidden": 4, "batch_size": 2, "peer": "fastmlp-f64",
          "dtype": "float64", "ms": 2.0, "gflops": 50.0, "pct_peak": 50.0},
         {"shape": "s", "n_samples": 10, "hidden": 4, "batch_size": 2, "peer": "pytorch",
          "dtype": "float64", "ms": 7.0, "gflops": 14.3, "pct_peak": 14.3},
     ]
     peaks = {"float64": 100.0, "float32": 200.0}
-    assert benchmark.ratios(rows) == {("s", "fastmlp float64"): 1.0, ("s", "pytorch"): 3.5}
+    assert benchmark.ratios(rows) == {("s", "fastmlp-f64"): 1.0, ("s", "pytorch"): 3.5}
     md, csv_path, png = benchmark.write_results(rows, peaks, tmp_path / "out", ["CPU: test"])
     text = open(md).read()
-    assert "| s | pytorch | 7.00 | 14.3 | 14% | 3.50x |" in text and "- CPU: test" in text
+    assert "| s | pytorch | 7.00 | 14.3 | 14% | 3.50 |" in text and "- CPU: test" in text
+    # the same columns as the README's table
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    if readme.exists():
+        header = next(line for line in text.splitlines() if line.startswith("| shape"))
+        assert header in readme.read_text().splitlines()
     with open(csv_path) as f:
         table = list(csv.DictReader(f))
-    assert [r["peer"] for r in table] == ["fastmlp float64", "pytorch"]
+    assert [r["peer"] for r in table] == ["fastmlp-f64", "pytorch"]
     assert float(table[1]["time_over_fastmlp_float64"]) == pytest.approx(3.5)
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -70,12 +76,19 @@ def test_bench_command_runs_and_reports_missing_peers(tmp_path, capsys, monkeypa
     monkeypatch.setitem(benchmark.MAKERS, "pytorch", missing)
     out = tmp_path / "results"
     assert main(["bench", "--quick", "--repeat", "1", "--out", str(out),
-                 "--peers", "fastmlp float64", "fastmlp numpy", "pytorch"]) == 0
+                 "--peers", "fastmlp-f64", "numpy", "pytorch"]) == 0
     printed = capsys.readouterr().out
     assert "pytorch: skipped, not installed (torch)" in printed
     with open(out / "results.csv") as f:
         peers = [r["peer"] for r in csv.DictReader(f)]
-    assert peers == ["fastmlp float64", "fastmlp numpy"]
+    assert peers == ["fastmlp-f64", "numpy"]
+
+    # without --out: the table on stdout, no file anywhere
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["bench", "--quick", "--repeat", "1", "--peers", "fastmlp-f64"]) == 0
+    assert "| tiny | fastmlp-f64 |" in capsys.readouterr().out
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_bench_rejects_unknown_peer(tmp_path, capsys):

@@ -209,6 +209,7 @@ def test_mnist_test_set(mnist):
     np.testing.assert_allclose(X[0], first / 127.5 - 1.0, rtol=0, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_mnist_seed_hyperparameters(mnist):
     X, y, _, _ = mnist
     order = np.random.default_rng(0).permutation(len(X))
@@ -255,9 +256,15 @@ def test_npz_missing_arrays(tmp_path):
     path = tmp_path / "no-y.npz"
     np.savez(path, X=np.zeros((2, 2)), labels=np.zeros(2))
     raises(ValueError, path, "'y'", "labels", "numpy.savez", call=lambda: load_npz(path))
+    # for prediction, labels may be absent (and are still checked when present)
+    X, y = load_npz(path, require_labels=False)
+    assert X.shape == (2, 2) and y is None
+    np.savez(path, X=np.zeros((2, 2)), y=np.zeros(3))
+    raises(ValueError, path, "3 labels", call=lambda: load_npz(path, require_labels=False))
     path = tmp_path / "unnamed.npz"
     np.savez(path, np.zeros((2, 2)), np.zeros(2))
     raises(ValueError, path, "'X' or 'y'", call=lambda: load_npz(path))
+    raises(ValueError, path, "'X'", call=lambda: load_npz(path, require_labels=False))
 
 
 def test_npz_bad_shapes_and_values(tmp_path):
@@ -345,8 +352,10 @@ def test_csv_labels_int_or_str(tmp_path):
     assert X.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
     _, y = load_csv(csv_file(tmp_path, "3.0,1\n-2,1\n1e1,1\n", "integral.csv"))
     assert y.dtype == np.int64 and y.tolist() == [3, -2, 10]
-    _, y = load_csv(csv_file(tmp_path, "1.5,1\n2,1\n", "fractional.csv"))
-    assert y.dtype.kind == "U" and y.tolist() == ["1.5", "2"]
+    # a label column of fractions is a feature column: a file without labels, read as if it had some
+    path = csv_file(tmp_path, "1.5,1\n2,1\n", "fractional.csv")
+    raises(ValueError, path, "column 1", "not integers", "'1.5'", "label_column=None",
+           call=lambda: load_csv(path))
     _, y = load_csv(csv_file(tmp_path, '"a,b",1\n"c",2\n', "quoted.csv"))
     assert y.tolist() == ["a,b", "c"]
 
@@ -402,10 +411,13 @@ def test_csv_label_column_out_of_range(tmp_path):
     for column in (3, -4, 10):
         raises(ValueError, path, f"label_column={column}", "3 columns", "0..2", "-3..-1",
                call=lambda: load_csv(path, label_column=column))
-    with pytest.raises(TypeError, match="label_column"):
-        load_csv(path, label_column="0")
+    raises(ValueError, path, "no column named '0'", "'1', '2', '3'", call=lambda: load_csv(path, label_column="0"))
     with pytest.raises(TypeError, match="label_column"):
         load_csv(path, label_column=True)
+    with pytest.raises(TypeError, match="label_column"):
+        load_csv(path, label_column=1.0)
+    with pytest.raises(TypeError, match="delimiter"):
+        load_csv(path, delimiter=";;")
     with pytest.raises(TypeError, match="skip_header"):
         load_csv(path, skip_header="yes")
 
@@ -449,8 +461,21 @@ def test_csv_without_labels(tmp_path):
     path.write_text("1\n2\n")
     X, y = load_csv(path, label_column=None)
     assert X.shape == (2, 1) and y is None
-    with pytest.raises(TypeError, match="label_column"):
+    with pytest.raises(ValueError, match="no column named 'first'"):
         load_csv(path, label_column="first")
+
+
+def test_csv_label_column_by_header_name_and_tsv(tmp_path):
+    path = csv_file(tmp_path, "width, species ,height\n1,cat,2\n3,dog,4\n")
+    X, y = load_csv(path, label_column="species")
+    assert X.tolist() == [[1.0, 2.0], [3.0, 4.0]] and y.tolist() == ["cat", "dog"]
+    tsv = tmp_path / "data.tsv"
+    tsv.write_text("species\twidth\theight\ncat\t1\t2\ndog\t3.5\t4\n")
+    X, y = load_csv(tsv)
+    assert X.tolist() == [[1.0, 2.0], [3.5, 4.0]] and y.tolist() == ["cat", "dog"]
+    semicolons = csv_file(tmp_path, "0;1;2\n1;3;4\n", "semi.txt")
+    X, y = load_csv(semicolons, delimiter=";")
+    assert X.tolist() == [[1.0, 2.0], [3.0, 4.0]] and y.tolist() == [0, 1]
 
 
 def test_idx_images_alone(tmp_path):

@@ -5,31 +5,21 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastmlp
+from _helpers import NAMES, assert_same_model
 
 EPOCHS = 200
 SEED_HYPER = dict(epochs=EPOCHS, batch_size=30, lr=1e-4, reg=1e-2, hidden=128)
-NAMES = ("W1", "b1", "W2", "b2")
-
-
-def _digits_split(dtype=np.float64):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    X = (digits.data / 8.0 - 1.0).astype(dtype)
-    y = digits.target
-    perm = np.random.default_rng(0).permutation(len(y))
-    n_train = int(0.75 * len(y))
-    tr, te = perm[:n_train], perm[n_train:]
-    return X[tr], y[tr], X[te], y[te]
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return _digits_split()
+    from fastmlp.data import load_digits_split
+    return load_digits_split(seed=0)
 
 
 @pytest.fixture(scope="module")
 def digits_model(digits):
+    """The seed's settings on digits, as ``fastmlp demo`` runs them: the one 200-epoch fit."""
     X, y, X_test, y_test = digits
     return fastmlp.fit(X, y, X_test=X_test, y_test=y_test, seed=0, **SEED_HYPER)
 
@@ -81,25 +71,17 @@ def test_predict_proba_and_predict(digits, digits_model):
 
 # ----------------------------------------------------------------------------- save/load
 
-def _assert_same_model(a, b):
-    for name in NAMES:
-        wa, wb = getattr(a, name), getattr(b, name)
-        assert wa.dtype == wb.dtype
-        assert np.array_equal(wa, wb), name
-    assert a.history == b.history
-
-
 def test_save_load_roundtrip(digits_model, tmp_path, digits):
     path = tmp_path / "model.npz"
     digits_model.save(path)
     loaded = fastmlp.load(path)
-    _assert_same_model(digits_model, loaded)
+    assert_same_model(digits_model, loaded)
     assert loaded.dtype == np.float64
     assert loaded.params == digits_model.params
     _, _, X_test, _ = digits
     assert np.array_equal(loaded.predict(X_test), digits_model.predict(X_test))
     loaded2 = fastmlp.load(str(path))  # str paths too
-    _assert_same_model(digits_model, loaded2)
+    assert_same_model(digits_model, loaded2)
 
 
 def test_save_load_roundtrip_float32(small_data, tmp_path):
@@ -112,7 +94,7 @@ def test_save_load_roundtrip_float32(small_data, tmp_path):
     model.save(path)
     loaded = fastmlp.load(path)
     assert loaded.W1.dtype == np.float32 and loaded.dtype == np.float32
-    _assert_same_model(model, loaded)
+    assert_same_model(model, loaded)
 
 
 def test_save_overwrites_existing_file(small_data, tmp_path):
@@ -121,7 +103,7 @@ def test_save_overwrites_existing_file(small_data, tmp_path):
     path.write_bytes(b"old contents")
     model = fastmlp.fit(X, y, hidden=3, epochs=1, batch_size=8)
     model.save(path)
-    _assert_same_model(model, fastmlp.load(path))
+    assert_same_model(model, fastmlp.load(path))
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left behind
 
 
@@ -179,6 +161,35 @@ def test_plot_writes_png_and_keeps_backend(small_data, tmp_path):
     fastmlp.fit(X, y, hidden=4, epochs=3, batch_size=8, X_test=X[:5], y_test=y[:5], plot=str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert matplotlib.get_backend() == before
+
+
+def test_plot_title_integer_epochs_and_plain_log_ticks():
+    from fastmlp._plot import history_figure
+
+    history = {"loss": list(np.geomspace(2.3, 0.04, 7)), "train_acc": list(np.linspace(0.2, 0.99, 7)),
+               "test_acc": list(np.linspace(0.2, 0.95, 7))}
+    fig = history_figure(history, title="40 samples × 5 features\nhidden=4, lr=0.1")
+    fig.canvas.draw()
+    assert fig._suptitle.get_text() == "40 samples × 5 features\nhidden=4, lr=0.1"
+    ax_loss, ax_acc = fig.axes
+    for ax in (ax_loss, ax_acc):
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 7]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    labels = [t.get_text() for t in ax_loss.get_yticklabels() if t.get_text()]
+    assert {"0.05", "0.1", "0.2", "0.5", "1", "2"} <= set(labels)
+    assert not any("10^" in label or "$" in label for label in labels)
+
+
+def test_fit_titles_the_plot_with_data_and_hyperparameters(small_data, tmp_path, monkeypatch):
+    from fastmlp import _plot
+
+    titles = []
+    monkeypatch.setattr(_plot, "plot_history", lambda history, path, title=None: titles.append(title))
+    X, y = small_data
+    fastmlp.fit(X, y, hidden=4, epochs=2, batch_size=8, lr=0.01, reg=0.001, X_test=X[:5], y_test=y[:5],
+                plot=tmp_path / "p.png")
+    assert titles == ["40 samples × 5 features, 3 classes, 5 test samples\n"
+                      "hidden=4, epochs=2, batch_size=8, lr=0.01, reg=0.001, float64, cython"]
 
 
 # ----------------------------------------------------------------------- dtype and epochs=0
@@ -305,3 +316,30 @@ def test_eval_every_history_round_trips_and_plots(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0
     model.save(tmp_path / "m.npz")
     assert fastmlp.load(tmp_path / "m.npz").history == model.history
+
+
+# ------------------------------------------------------------------- labels that are not codes
+
+@pytest.mark.parametrize("labels, n_classes, unused", [
+    (lambda y: (y % 2) * 1000, 1001, "999 of them have no sample (1, 2, 3, 4, 5, ...)"),
+    (lambda y: y + 1, 4, "1 of them have no sample (0)"),
+])
+def test_labels_that_leave_classes_empty_warn(small_data, labels, n_classes, unused):
+    X, y = small_data
+    with pytest.warns(UserWarning, match="no sample") as record:
+        model = fastmlp.fit(X, labels(y), hidden=4, epochs=1)
+    message = str(record[0].message)
+    assert f"imply {n_classes} classes" in message and unused in message
+    assert "fastmlp.MLPClassifier" in message and f"n_classes={n_classes}" in message
+    assert record[0].filename == __file__  # points at the caller's line
+    assert model.n_classes == n_classes
+
+
+def test_complete_labels_or_explicit_n_classes_do_not_warn(small_data):
+    import warnings
+
+    X, y = small_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastmlp.fit(X, y, hidden=4, epochs=1)
+        fastmlp.fit(X, y + 1, n_classes=4, hidden=4, epochs=1)

@@ -8,13 +8,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose
 
+from _helpers import EPOCH_RTOL
+from _helpers import tolerance as tol  # the conftest fixture is function-scoped: not for @given
 from fastmlp import _sgd, kernels, reference
 
-# Relative tolerance per dtype (as tests/conftest.py; its function-scoped fixture
-# cannot be used inside @given). The absolute tolerance is rtol times a scale.
-RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
-# A whole epoch compounds the rounding of many steps: float32 is compared looser.
-EPOCH_RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-4}
 # Largest logit magnitude per dtype: exp(80) is close to the float32 range.
 LOGIT_BOUND = {np.dtype(np.float64): 1e4, np.dtype(np.float32): 80.0}
 
@@ -26,11 +23,6 @@ BATCH = st.integers(1, 40)
 FEATURES = st.integers(1, 30)
 HIDDEN = st.integers(1, 20)
 CLASSES = st.integers(2, 6)
-
-
-def tol(dtype, scale=1.0, table=RTOL):
-    rtol = table[np.dtype(dtype)]
-    return {"rtol": rtol, "atol": rtol * float(scale)}
 
 
 def _scale(*arrays):

@@ -16,23 +16,15 @@ import numpy as np
 import pytest
 
 import fastmlp
+from _helpers import NAMES, assert_same_model, labelled_data
 
 BACKENDS = ["cython", "numpy"]
-NAMES = ("W1", "b1", "W2", "b2")
 SMALL = dict(hidden=8, epochs=2, batch_size=7, lr=1e-2, reg=1e-2, seed=0)
 
 backends = pytest.mark.parametrize("backend", BACKENDS)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _data(n=40, d=5, c=3, seed=3, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d)).astype(dtype)
-    y = rng.integers(0, c, size=n)
-    y[:c] = np.arange(c)  # every class present, so n_classes = c
-    return X, y
-
 
 def _snapshot(obj):
     """A deep copy of arrays (and tuples/lists of arrays) to compare with afterwards."""
@@ -77,23 +69,14 @@ def _weights(model):
     return tuple(getattr(model, n) for n in NAMES)
 
 
-def _assert_same_model(a, b):
-    for name in NAMES:
-        wa, wb = getattr(a, name), getattr(b, name)
-        assert wa.dtype == wb.dtype, name
-        assert np.array_equal(wa, wb), f"{name} differs"
-        assert np.isfinite(wa).all()
-    assert a.history == b.history
-
-
 @pytest.fixture
 def data():
-    return _data()
+    return labelled_data()
 
 
 @pytest.fixture(scope="module")
 def model():
-    X, y = _data()
+    X, y = labelled_data()
     return fastmlp.fit(X, y, backend="numpy", **SMALL)
 
 
@@ -772,7 +755,7 @@ LAYOUT_DATA = dict(n=50, d=12, c=4, seed=11)
 LAYOUT_FIT = dict(hidden=8, epochs=2, batch_size=9, lr=1e-3, reg=1e-2, seed=5)
 
 
-def _image_data():
+def _imagelabelled_data():
     rng = np.random.default_rng(21)
     X = rng.integers(0, 256, size=(50, 12)).astype(np.uint8)
     y = rng.integers(0, 4, size=50)
@@ -812,8 +795,8 @@ def _readonly_fortran_init():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("layout", ["strided", "fortran", "readonly", "memmap", "list", "column-slice"])
 def test_any_layout_same_model(tmp_path, backend, dtype, layout):
-    X, y = _data(**LAYOUT_DATA)
-    Xt, yt = _data(n=20, d=12, c=4, seed=12)
+    X, y = labelled_data(**LAYOUT_DATA)
+    Xt, yt = labelled_data(n=20, d=12, c=4, seed=12)
     init = _readonly_fortran_init()
     clean_init = tuple(np.ascontiguousarray(a, dtype=np.float64) for a in init)
     kw = dict(LAYOUT_FIT, backend=backend, dtype=dtype, n_threads=1)
@@ -830,7 +813,7 @@ def test_any_layout_same_model(tmp_path, backend, dtype, layout):
     args = dict(X=X_in, y=y_in, X_test=Xt_in, y_test=yt.copy(), init=init)
     snaps = {k: _snapshot(v) for k, v in args.items()}
     got = fastmlp.fit(**args, **kw)
-    _assert_same_model(got, ref)
+    assert_same_model(got, ref)
     for k, s in snaps.items():
         _assert_unchanged(args[k], s)
     if layout == "readonly":
@@ -845,33 +828,33 @@ def test_any_layout_same_model(tmp_path, backend, dtype, layout):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("int_dtype", [np.uint8, np.int32])
 def test_integer_images_same_model(backend, dtype, int_dtype):
-    X8, y = _image_data()
+    X8, y = _imagelabelled_data()
     X = X8.astype(int_dtype)
     snap = X.copy()
     kw = dict(LAYOUT_FIT, lr=1e-6, backend=backend, dtype=dtype, n_threads=1)
     ref = fastmlp.fit(X.astype(dtype), y, X_test=X[:10].astype(dtype), y_test=y[:10], **kw)
     got = fastmlp.fit(X, y, X_test=X[:10], y_test=y[:10], **kw)
-    _assert_same_model(got, ref)
+    assert_same_model(got, ref)
     assert got.W1.dtype == dtype
     assert np.array_equal(X, snap) and X.dtype == int_dtype
 
 
 @backends
 def test_integer_images_default_dtype_is_float64(backend):
-    X, y = _image_data()
+    X, y = _imagelabelled_data()
     m = fastmlp.fit(X, y, **dict(LAYOUT_FIT, lr=1e-6, backend=backend))
     assert m.W1.dtype == np.float64
 
 
 @backends
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_batch_size_larger_than_data(backend, dtype):
-    X, y = _data(n=13, dtype=dtype)
+def test_batch_size_larger_thanlabelled_data(backend, dtype):
+    X, y = labelled_data(n=13, dtype=dtype)
     kw = dict(hidden=8, epochs=3, lr=1e-2, reg=1e-2, seed=2, backend=backend, n_threads=1)
     Xs, ys = X.copy(), y.copy()
     big = fastmlp.fit(X, y, batch_size=1000, **kw)
     exact = fastmlp.fit(X, y, batch_size=13, **kw)
-    _assert_same_model(big, exact)
+    assert_same_model(big, exact)
     assert np.array_equal(X, Xs) and np.array_equal(y, ys)
     assert len(big.history["loss"]) == 3
 
@@ -879,7 +862,7 @@ def test_batch_size_larger_than_data(backend, dtype):
 @backends
 def test_fit_does_not_mutate_c_contiguous_float_input(backend):
     # The no-copy fast path: X already float64 C-contiguous; it must still not be written.
-    X, y = _data()
+    X, y = labelled_data()
     init = _init()
     snaps = _snapshot((X, y, init))
     model = fastmlp.fit(X, y, init=init, X_test=X, y_test=y, backend=backend, **SMALL)
@@ -894,7 +877,7 @@ def test_fit_does_not_mutate_c_contiguous_float_input(backend):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_raises(backend, dtype):
-    X, y = _data(n=60, d=10, c=4, seed=4, dtype=dtype)
+    X, y = labelled_data(n=60, d=10, c=4, seed=4, dtype=dtype)
     X = X * dtype(1e3)
     kw = dict(hidden=16, epochs=50, batch_size=10, lr=1.0, reg=1e-2, seed=0, backend=backend)
     returned = []
@@ -908,7 +891,7 @@ def test_divergence_raises(backend, dtype):
 @backends
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_no_nan_model_from_huge_finite_X(backend):
-    X, y = _data()
+    X, y = labelled_data()
     X = X * 1e300  # finite, but every product overflows
     returned = []
     with pytest.raises((FloatingPointError, ValueError), match=r"epoch|\bX\b"):
@@ -922,20 +905,21 @@ def test_no_nan_model_from_huge_finite_X(backend):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_same_inputs_same_model(backend, dtype, n_threads):
-    X, y = _data(n=200, d=20, c=5, seed=7, dtype=dtype)
+    X, y = labelled_data(n=200, d=20, c=5, seed=7, dtype=dtype)
     kw = dict(hidden=16, epochs=3, batch_size=16, lr=1e-2, reg=1e-2, seed=3, backend=backend,
               n_threads=n_threads, X_test=X[:30], y_test=y[:30])
     a = fastmlp.fit(X, y, **kw)
     b = fastmlp.fit(X, y, **kw)
-    _assert_same_model(a, b)
+    assert_same_model(a, b)
     assert len(a.history["test_acc"]) == 3
 
 
 def _thread_jobs(n_threads):
+    """Two fits that each run long enough (tens of ms) to overlap when started together."""
     jobs = []
     for k in range(2):
-        X, y = _data(n=3000, d=32, c=5, seed=100 + k)
-        jobs.append(dict(X=X, y=y, X_test=X[:200], y_test=y[:200], hidden=32, epochs=60, batch_size=20,
+        X, y = labelled_data(n=3000, d=32, c=5, seed=100 + k)
+        jobs.append(dict(X=X, y=y, X_test=X[:200], y_test=y[:200], hidden=32, epochs=20, batch_size=20,
                          lr=1e-3, reg=1e-2, seed=40 + k, backend="cython", n_threads=n_threads))
     return jobs
 
@@ -964,4 +948,4 @@ def test_concurrent_fits_match_sequential(n_threads):
             t.join()
         assert not errors, errors
         for got, want in zip(results, sequential):
-            _assert_same_model(got, want)
+            assert_same_model(got, want)
