@@ -230,12 +230,14 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     backend : {"cython", "numpy"}, default "cython"
         The compiled path, or the pure-NumPy reference (:mod:`fastmlp.reference`).
     n_threads : int, optional
-        Threads for the compiled path (default: the CPUs this process may use, or
-        fewer when OpenMP is limited: ``OMP_NUM_THREADS``, threadpoolctl, joblib). The
-        hidden units are split evenly between them, so the count used is the largest
-        one <= ``n_threads`` that divides ``hidden`` (with >= 8 units each). Results
-        are bitwise reproducible for a given count; another count changes the order
-        of one sum and so the last bits.
+        Threads for the compiled path, at most (default: the CPUs this process may
+        use, or fewer where limited by ``FASTMLP_NUM_THREADS``, ``OMP_NUM_THREADS`` or
+        ``threadpoolctl.threadpool_limits``). The hidden units are split into that many
+        equal slices, so the count used is the largest one <= ``n_threads`` that
+        divides ``hidden`` (with >= 8 units each). The slice count fixes the result
+        (bitwise reproducible; another count changes the order of one sum and so the
+        last bits); how many threads run the slices is measured as the fit goes (one
+        on a busy machine) and never changes a bit.
     plot : str or os.PathLike, optional
         Write the epoch plots (loss; training and test accuracy) to this PNG file.
         The path is checked before the first epoch (its folder must exist); if

@@ -56,7 +56,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     backend : {"cython", "numpy"}, default "cython"
         Compiled path or NumPy reference.
     n_threads : int or None, default None
-        Threads of the compiled path (None: the available cores).
+        Threads of the compiled path, at most, as in :func:`fastmlp.fit` (None: the
+        available cores, within ``OMP_NUM_THREADS`` and threadpoolctl limits).
     progress : bool, default False
         A tqdm progress bar over epochs.
     warm_start : bool, default False

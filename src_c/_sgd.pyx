@@ -158,7 +158,7 @@ atexit.register(shutdown)
 # A segment lasts about this long: short enough for Ctrl-C and for the thread
 # choice to follow a changing load, long enough that starting one is negligible.
 cdef double SEGMENT_SECONDS = 2e-3
-cdef int MAX_PROBE_INTERVAL = 64   # segments between two tries of the mode not in use, at most
+cdef int MAX_PROBE_INTERVAL = 128  # segments between two tries of the mode not in use, at most
 
 cdef struct ThreadChoice:
     int team_members        # members of the threaded mode (1: no choice to make)
@@ -817,7 +817,10 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
         a.first = 0
         while a.first < a.n_batches and not fastmlp_is_stopping():
             mode = choose_mode(choice)
-            a.last = min(a.n_batches, a.first + choice.segment_steps)
+            # A probe of the mode not in use is short: on a busy machine the team
+            # can be many times slower per step, and the probe costs that.
+            a.last = min(a.n_batches, a.first + (choice.segment_steps if mode == choice.mode
+                                                 else max(1, choice.segment_steps // 4)))
             started = team_clock()
             team_run(a.team, team_members if mode else 1, task, &a)
             record_segment(choice, mode, team_clock() - started, a.last - a.first)
