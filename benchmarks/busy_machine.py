@@ -10,7 +10,8 @@ For each shape and dtype, one epoch of:
 
 first on the machine as it is ("idle"), then with one CPU-bound competitor process
 per core running beside it ("busy"), started and stopped by this script. Each
-figure is the median of --repeat epochs after a warm-up; the ratios printed are
+figure is the median of --repeat epochs after a warm-up, the contenders taking
+turns epoch by epoch; the ratios printed are
 default / 1 thread (target: <= 1.15 when busy), numpy / default (target: >= 1
 when busy, >= 2.5 at the seed shape when idle) and the default's share of the
 large-GEMM peak measured in the same process (target when idle: >= 75% at the
@@ -26,7 +27,7 @@ import argparse
 import numpy as np
 
 from fastmlp import benchmark
-from fastmlp.benchmark import CompetingLoad, Shape, gemm_peak, make_fastmlp, median_time
+from fastmlp.benchmark import CompetingLoad, Shape, gemm_peak, make_fastmlp
 
 SHAPES = [
     Shape("seed (N=2580, H=128, B=30)", 2580, 128, 30),
@@ -47,12 +48,28 @@ def contenders(shape, dtype):
 
 
 def measure(shapes, dtypes, repeat, load):
+    """Median seconds per epoch of every contender. Within a shape and dtype the
+    contenders take turns, epoch by epoch, so a change of load hits them alike."""
+    import statistics
+    import time
+
     times = {}
     for shape in shapes:
         for dtype in dtypes:
-            for name, epoch in contenders(shape, dtype).items():
-                with load():
-                    times[shape.label, np.dtype(dtype).name, name] = median_time(epoch, repeat)
+            made = contenders(shape, dtype)
+            with load():
+                for epoch in made.values():       # warm-up: caches, threads, thread choice
+                    start = time.perf_counter()
+                    while time.perf_counter() - start < benchmark.WARM_UP_SECONDS:
+                        epoch()
+                samples = {name: [] for name in made}
+                for _ in range(repeat):
+                    for name, epoch in made.items():
+                        start = time.perf_counter()
+                        epoch()
+                        samples[name].append(time.perf_counter() - start)
+            for name, values in samples.items():
+                times[shape.label, np.dtype(dtype).name, name] = statistics.median(values)
     return times
 
 

@@ -298,7 +298,8 @@ def bench(args):
     unknown = sorted(set(peers) - set(benchmark.PEERS))
     if unknown:
         raise ValueError(f"--peers: unknown {unknown}; choose from {list(benchmark.PEERS)}")
-    benchmark.main(quick=args.quick, repeat=args.repeat, out=args.out, peers=peers)
+    loads = benchmark.LOADS if args.load == "both" else (args.load,)
+    benchmark.main(quick=args.quick, repeat=args.repeat, out=args.out, peers=peers, loads=loads)
     return 0
 
 
@@ -403,6 +404,9 @@ def build_parser():
                                    "OpenBLAS's best kernels: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
                                    "fastmlp bench")
     p.add_argument("--quick", action="store_true", help="only the seed's shape")
+    p.add_argument("--load", choices=["idle", "busy", "both"], default="both",
+                   help="time on the machine as it is (idle), with one CPU-bound process per core "
+                        "beside it (busy), or both (default)")
     p.add_argument("--repeat", type=int, default=5, help="timed epochs per measurement (median)")
     p.add_argument("--out", metavar="FOLDER",
                    help="also write results.md, results.csv and results.png into this folder")

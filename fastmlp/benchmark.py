@@ -305,37 +305,60 @@ def machine_description():
     return lines
 
 
-def run_suite(shapes=None, peers=PEERS, repeat=5, log=print):
-    """Time every peer on every shape. Returns ``(rows, peaks, skipped)``.
+LOADS = ("idle", "busy")
 
+
+def run_suite(shapes=None, peers=PEERS, repeat=5, log=print, loads=LOADS):
+    """Time every peer on every shape, for each load. Returns ``(rows, peaks, skipped)``.
+
+    ``loads``: ``"idle"`` times the machine as it is; ``"busy"`` times every peer
+    again with one CPU-bound competitor process per core running beside it
+    (:class:`CompetingLoad`), as on a laptop with a browser or a shared CI runner;
+    those rows' shape labels end in ", busy".
     ``rows``: one dict per (shape, peer) with ``ms`` (median ms/epoch), ``gflops``
-    and ``pct_peak``; ``peaks``: GFLOP/s of a large GEMM by dtype name;
+    and ``pct_peak``; ``peaks``: GFLOP/s of a large GEMM by dtype name (idle);
     ``skipped``: peer name -> why (a library that is not installed).
     """
+    import contextlib
+    import dataclasses
+
     shapes = default_shapes() if shapes is None else shapes
     peaks = {name: gemm_peak(dt) for name, dt in (("float64", np.float64), ("float32", np.float32))}
     log(f"large GEMM peak: float64 {peaks['float64']:.1f} GFLOP/s, float32 {peaks['float32']:.1f} GFLOP/s")
     rows, skipped = [], {}
-    for shape in shapes:
-        # Few repetitions for the slow peers on big rows; at least 3 for a median.
-        for peer in peers:
-            if peer in skipped:
-                continue
-            try:
-                epoch = MAKERS[peer](shape)
-            except ImportError as exc:
-                skipped[peer] = f"not installed ({exc.name or exc})"
-                log(f"  {peer}: skipped, {skipped[peer]}")
-                continue
-            reps = repeat if shape.n_samples <= 10_000 or peer.startswith("fastmlp-") else max(3, repeat // 2)
-            seconds = median_time(epoch, reps) * getattr(epoch, "scale", 1.0)
-            dtype = "float32" if peer == "fastmlp-f32" else "float64"
-            gflops = shape.flops / seconds / 1e9
-            rows.append({"shape": shape.label, "n_samples": shape.n_samples, "hidden": shape.hidden,
-                         "batch_size": shape.batch_size, "peer": peer, "dtype": dtype,
-                         "ms": seconds * 1e3, "gflops": gflops, "pct_peak": 100 * gflops / peaks[dtype]})
-            log(f"  {shape.label:<28} {peer:<16} {seconds * 1e3:9.2f} ms/epoch {gflops:7.1f} GFLOP/s")
+    for load in loads:
+        if load not in LOADS:
+            raise ValueError(f"loads: each must be one of {LOADS}, got {load!r}")
+        busy = load == "busy"
+        with CompetingLoad() if busy else contextlib.nullcontext():
+            for shape in shapes:
+                if busy:
+                    shape = dataclasses.replace(shape, label=f"{shape.label}, busy")
+                _time_peers(shape, peers, repeat, peaks, rows, skipped, log)
     return rows, peaks, skipped
+
+
+def _time_peers(shape, peers, repeat, peaks, rows, skipped, log):
+    """Time each peer on ``shape``; append its row to ``rows`` (a missing library goes
+    to ``skipped``)."""
+    for peer in peers:
+        if peer in skipped:
+            continue
+        try:
+            epoch = MAKERS[peer](shape)
+        except ImportError as exc:
+            skipped[peer] = f"not installed ({exc.name or exc})"
+            log(f"  {peer}: skipped, {skipped[peer]}")
+            continue
+        # Few repetitions for the slow peers on big rows; at least 3 for a median.
+        reps = repeat if shape.n_samples <= 10_000 or peer.startswith("fastmlp-") else max(3, repeat // 2)
+        seconds = median_time(epoch, reps) * getattr(epoch, "scale", 1.0)
+        dtype = "float32" if peer == "fastmlp-f32" else "float64"
+        gflops = shape.flops / seconds / 1e9
+        rows.append({"shape": shape.label, "n_samples": shape.n_samples, "hidden": shape.hidden,
+                     "batch_size": shape.batch_size, "peer": peer, "dtype": dtype,
+                     "ms": seconds * 1e3, "gflops": gflops, "pct_peak": 100 * gflops / peaks[dtype]})
+        log(f"  {shape.label:<28} {peer:<16} {seconds * 1e3:9.2f} ms/epoch {gflops:7.1f} GFLOP/s")
 
 
 def ratios(rows):
@@ -402,12 +425,12 @@ def _chart(rows, path):
     fig.savefig(path, format="png", dpi=100)
 
 
-def main(quick=False, repeat=5, out=None, peers=PEERS, log=print):
+def main(quick=False, repeat=5, out=None, peers=PEERS, log=print, loads=LOADS):
     """Run the suite and print the table; with ``out``, a folder, also write the files. Returns the rows."""
     header = machine_description()
     for line in header:
         log(f"# {line}")
-    rows, peaks, skipped = run_suite(default_shapes(quick), peers, repeat, log)
+    rows, peaks, skipped = run_suite(default_shapes(quick), peers, repeat, log, loads)
     header += [f"{peer}: {why}" for peer, why in skipped.items()]
     log("")
     log(markdown_table(rows, peaks, header))

@@ -156,8 +156,13 @@ atexit.register(shutdown)
 # ------------------------------------------------------------------ choosing threads
 
 # A segment lasts about this long: short enough for Ctrl-C and for the thread
-# choice to follow a changing load, long enough that starting one is negligible.
-cdef double SEGMENT_SECONDS = 2e-3
+# choice to follow a changing load, long enough that starting one is negligible
+# and that its time averages over a few of the OS scheduler's time slices.
+cdef double SEGMENT_SECONDS = 8e-3
+# The team must beat one thread per step by this factor before it is chosen: on a
+# busy machine its timing is noisy and a wrong choice costs far more than on an
+# idle one, where the team is much faster than this margin anyway.
+cdef double TEAM_MARGIN = 0.85
 cdef int MAX_PROBE_INTERVAL = 128  # segments between two tries of the mode not in use, at most
 
 cdef struct ThreadChoice:
@@ -193,7 +198,10 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
     cdef int best
     c.per_step[mode] = t if c.per_step[mode] == 0 else 0.5 * (c.per_step[mode] + t)
     if c.per_step[0] > 0 and c.per_step[1] > 0:
-        best = 0 if c.per_step[0] <= c.per_step[1] else 1
+        if c.mode == 0:
+            best = 1 if c.per_step[1] < TEAM_MARGIN * c.per_step[0] else 0
+        else:
+            best = 0 if c.per_step[0] < c.per_step[1] else 1
         if best != c.mode:
             c.mode = best
             c.probe_every = 4

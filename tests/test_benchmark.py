@@ -80,17 +80,29 @@ def test_bench_command_runs_and_reports_missing_peers(tmp_path, capsys, monkeypa
     printed = capsys.readouterr().out
     assert "pytorch: skipped, not installed (torch)" in printed
     with open(out / "results.csv") as f:
-        peers = [r["peer"] for r in csv.DictReader(f)]
-    assert peers == ["fastmlp-f64", "numpy"]
+        table = [(r["shape"], r["peer"]) for r in csv.DictReader(f)]
+    # by default each peer is timed idle, then again beside one busy process per core
+    assert table == [("tiny", "fastmlp-f64"), ("tiny", "numpy"),
+                     ("tiny, busy", "fastmlp-f64"), ("tiny, busy", "numpy")]
 
     # without --out: the table on stdout, no file anywhere
     monkeypatch.chdir(tmp_path)
     before = sorted(tmp_path.rglob("*"))
-    assert main(["bench", "--quick", "--repeat", "1", "--peers", "fastmlp-f64"]) == 0
-    assert "| tiny | fastmlp-f64 |" in capsys.readouterr().out
+    assert main(["bench", "--quick", "--repeat", "1", "--peers", "fastmlp-f64", "--load", "idle"]) == 0
+    printed = capsys.readouterr().out
+    assert "| tiny | fastmlp-f64 |" in printed and "busy" not in printed
     assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_bench_rejects_unknown_peer(tmp_path, capsys):
     assert main(["bench", "--peers", "tensorflow", "--out", str(tmp_path)]) == 1
     assert "--peers" in capsys.readouterr().err
+
+
+def test_competing_load_runs_one_busy_process_per_core_and_stops_them():
+    load = benchmark.CompetingLoad(n_processes=2)
+    with load:
+        procs = list(load._procs)
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+    assert all(p.poll() is not None for p in procs) and load._procs == []
+    assert benchmark.CompetingLoad().n_processes == benchmark.available_cores()
