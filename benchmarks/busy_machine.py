@@ -49,7 +49,10 @@ def contenders(shape, dtype):
 
 def measure(shapes, dtypes, repeat, load):
     """Median seconds per epoch of every contender. Within a shape and dtype the
-    contenders take turns, epoch by epoch, so a change of load hits them alike."""
+    fastmlp contenders take turns, epoch by epoch, so a change of load hits them
+    alike; the NumPy reference is timed after them, on its own, since its BLAS
+    threads keep spinning for a while after each call and would slow whichever
+    contender came next."""
     import statistics
     import time
 
@@ -58,15 +61,19 @@ def measure(shapes, dtypes, repeat, load):
         for dtype in dtypes:
             made = contenders(shape, dtype)
             with load():
-                for epoch in made.values():       # warm-up: caches, threads, thread choice
+                for name, epoch in made.items():  # warm-up: caches, threads, thread choice
+                    if name == "numpy":
+                        continue
                     start = time.perf_counter()
                     while time.perf_counter() - start < benchmark.WARM_UP_SECONDS:
                         epoch()
                 samples = {name: [] for name in made}
-                for _ in range(repeat):
-                    for name, epoch in made.items():
+                rounds = [[name for name in made if name != "numpy"]] * repeat
+                rounds += [["numpy"]] * repeat if "numpy" in made else []
+                for names in rounds:
+                    for name in names:
                         start = time.perf_counter()
-                        epoch()
+                        made[name]()
                         samples[name].append(time.perf_counter() - start)
             for name, values in samples.items():
                 times[shape.label, np.dtype(dtype).name, name] = statistics.median(values)
