@@ -124,47 +124,32 @@ static int small_gemm_width(int isa, int element_size) {
     return isa ? SG_NV * lanes : 0;
 }
 
-static void small_gemm_nn_d(int isa, int m, int n, int k, double alpha, const double *A, int lda,
-                            const double *B, int ldb, double *C, int ldc) {
-    if (isa == 2)
-        small_gemm_nn_d_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);
-    else
-        small_gemm_nn_d_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);
-}
-static void small_gemm_nn_s(int isa, int m, int n, int k, float alpha, const float *A, int lda,
-                            const float *B, int ldb, float *C, int ldc) {
-    if (isa == 2)
-        small_gemm_nn_s_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);
-    else
-        small_gemm_nn_s_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);
-}
-static void small_gemm_tn_d(int isa, int m, int n, int k, double alpha, const double *A, int lda,
-                            const double *B, int ldb, double *C, int ldc) {
-    if (isa == 2)
-        small_gemm_tn_d_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);
-    else
-        small_gemm_tn_d_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);
-}
-static void small_gemm_tn_s(int isa, int m, int n, int k, float alpha, const float *A, int lda,
-                            const float *B, int ldb, float *C, int ldc) {
-    if (isa == 2)
-        small_gemm_tn_s_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);
-    else
-        small_gemm_tn_s_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);
+/* small_gemm_nn_d(isa, ...) etc.: the AVX-512 variant for isa 2, else AVX2. */
+#define SG_DISPATCH(NAME, T)                                                             \
+static void NAME(int isa, int m, int n, int k, T alpha, const T *A, int lda,             \
+                 const T *B, int ldb, T *C, int ldc) {                                   \
+    if (isa == 2)                                                                        \
+        NAME##_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);                           \
+    else                                                                                 \
+        NAME##_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);                             \
 }
 
-#else  /* no vector kernels here: callers use BLAS */
+SG_DISPATCH(small_gemm_nn_d, double)
+SG_DISPATCH(small_gemm_nn_s, float)
+SG_DISPATCH(small_gemm_tn_d, double)
+SG_DISPATCH(small_gemm_tn_s, float)
+
+#else  /* no vector kernels here: callers use BLAS, never these */
 
 static int small_gemm_isa(void) { return 0; }
 static int small_gemm_width(int isa, int element_size) { (void)isa; (void)element_size; return 0; }
-static void small_gemm_nn_d(int isa, int m, int n, int k, double alpha, const double *A, int lda,
-                            const double *B, int ldb, double *C, int ldc) { }
-static void small_gemm_nn_s(int isa, int m, int n, int k, float alpha, const float *A, int lda,
-                            const float *B, int ldb, float *C, int ldc) { }
-static void small_gemm_tn_d(int isa, int m, int n, int k, double alpha, const double *A, int lda,
-                            const double *B, int ldb, double *C, int ldc) { }
-static void small_gemm_tn_s(int isa, int m, int n, int k, float alpha, const float *A, int lda,
-                            const float *B, int ldb, float *C, int ldc) { }
+#define SG_NONE(NAME, T)                                                                 \
+static void NAME(int isa, int m, int n, int k, T alpha, const T *A, int lda,             \
+                 const T *B, int ldb, T *C, int ldc) { }
+SG_NONE(small_gemm_nn_d, double)
+SG_NONE(small_gemm_nn_s, float)
+SG_NONE(small_gemm_tn_d, double)
+SG_NONE(small_gemm_tn_s, float)
 
 #endif
 #endif
