@@ -23,6 +23,7 @@ seed shape, >= 65% elsewhere).
 """
 
 import argparse
+import contextlib
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def main(argv=None):
         print(f"# {line}")
     peaks = {np.dtype(dt).name: gemm_peak(dt) for dt in dtypes}
     print(f"# large GEMM peak: float64 {peaks['float64']:.1f}, float32 {peaks['float32']:.1f} GFLOP/s")
-    idle = measure(shapes, dtypes, args.repeat, lambda: _NoLoad())
+    idle = measure(shapes, dtypes, args.repeat, contextlib.nullcontext)
     busy = measure(shapes, dtypes, args.repeat, CompetingLoad)
     print()
     print("| shape | dtype | load | default ms | 1 thread ms | team always ms | numpy ms "
@@ -108,14 +109,6 @@ def main(argv=None):
                 print(f"| {shape.label} | {name} | {load} | {t['default'] * 1e3:.2f} | "
                       f"{t['1 thread'] * 1e3:.2f} | {t['team always'] * 1e3:.2f} | {numpy_ms} | "
                       f"{t['default'] / t['1 thread']:.2f} | {numpy_ratio} | {pct:.0f}% |")
-
-
-class _NoLoad:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 if __name__ == "__main__":

@@ -37,12 +37,13 @@ environment they hold OpenBLAS to slower kernels; to measure without them, unset
 both in the command: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastmlp bench``.
 """
 
+import contextlib
 import csv
 import os
 import platform
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -319,9 +320,6 @@ def run_suite(shapes=None, peers=PEERS, repeat=5, log=print, loads=LOADS):
     and ``pct_peak``; ``peaks``: GFLOP/s of a large GEMM by dtype name (idle);
     ``skipped``: peer name -> why (a library that is not installed).
     """
-    import contextlib
-    import dataclasses
-
     shapes = default_shapes() if shapes is None else shapes
     peaks = {name: gemm_peak(dt) for name, dt in (("float64", np.float64), ("float32", np.float32))}
     log(f"large GEMM peak: float64 {peaks['float64']:.1f} GFLOP/s, float32 {peaks['float32']:.1f} GFLOP/s")
@@ -333,7 +331,7 @@ def run_suite(shapes=None, peers=PEERS, repeat=5, log=print, loads=LOADS):
         with CompetingLoad() if busy else contextlib.nullcontext():
             for shape in shapes:
                 if busy:
-                    shape = dataclasses.replace(shape, label=f"{shape.label}, busy")
+                    shape = replace(shape, label=f"{shape.label}, busy")
                 _time_peers(shape, peers, repeat, peaks, rows, skipped, log)
     return rows, peaks, skipped
 
