@@ -54,7 +54,14 @@ import numpy as np
 
 from fastmlp._threads import aligned_empty
 
-from _blas cimport gemm, small_gemm_isa, small_gemm_nn, small_gemm_tn, small_gemm_width
+from _blas cimport (
+    gemm,
+    small_gemm_isa,
+    small_gemm_nn,
+    small_gemm_tn,
+    small_gemm_tn_momentum,
+    small_gemm_width,
+)
 from _kernels cimport (
     bias_relu,
     column_sums,
@@ -249,12 +256,19 @@ cdef class Workspace:
         slice width is a multiple of their tile (else BLAS all the same); 1 asks for
         the AVX2 kernels even on an AVX-512 CPU. See ``fastmlp._blas`` for when fit
         asks for them.
+    fused_momentum : bool, default True
+        With momentum, update each slice of W1 and its velocity in the write-back of
+        fastmlp's unpacked kernel for its gradient (one pass over both, instead of a
+        BLAS accumulate and a second pass), where the CPU has AVX2 or AVX-512 and the
+        slice width is a multiple of their tile, whatever ``small_gemm`` says. The
+        results agree with the other path to rounding, and each path is deterministic.
     """
     cdef readonly object X_batch, y_batch, w_batch, hidden, d_hidden, logits, grad, d_b1, d_b2
     cdef readonly object grad_W1, grad_W2   # data gradients of W1 and W2, for Nesterov only
     cdef readonly object labels, order
     cdef readonly Py_ssize_t n_slices, gemm_columns
     cdef readonly int small_gemm_isa    # fastmlp's unpacked kernels for the big products (0: BLAS)
+    cdef readonly int momentum_isa      # ... for W1's fused momentum update (0: BLAS and a pass)
     cdef public Py_ssize_t steps     # steps taken by the last sgd_epoch
     cdef team* team
     cdef ThreadChoice choice
@@ -265,7 +279,7 @@ cdef class Workspace:
 
     def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_features, Py_ssize_t n_hidden,
                  Py_ssize_t n_classes, dtype, Py_ssize_t n_slices=1, gemm_columns=None,
-                 max_threads=None, bint adaptive=True, small_gemm=False):
+                 max_threads=None, bint adaptive=True, small_gemm=False, bint fused_momentum=True):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -283,6 +297,9 @@ cdef class Workspace:
             isa = min(isa, int(small_gemm))
         width = small_gemm_width(isa, dtype.itemsize) if isa else 0
         self.small_gemm_isa = isa if width and Hs % width == 0 else 0
+        isa = small_gemm_isa() if fused_momentum else 0
+        width = small_gemm_width(isa, dtype.itemsize) if isa else 0
+        self.momentum_isa = isa if width and Hs % width == 0 else 0
         self.X_batch = aligned_empty((3, B, n_features), dtype)   # batch rows: k%3 (see the table)
         self.y_batch = np.empty((3, B), dtype=np.int64)            # and their labels
         self.w_batch = aligned_empty((3, B), dtype)                # and sample weights
@@ -373,6 +390,7 @@ cdef class Workspace:
 cdef struct Network:
     Py_ssize_t D, H, C, S, Hs, Wc
     int isa                           # small_gemm_isa() for the big products, or 0: BLAS
+    int momentum_isa                  # the same for W1's update with momentum (fused)
     void* W1
     void* b1
     void* W2
@@ -474,6 +492,9 @@ cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssiz
     Between segments V is the velocity itself (a stop after any segment leaves it so).
     momentum, Nesterov (needs the gradient twice, so it goes through G):
         G := A.T @ Bm;   V := m V - lr (G + 2 reg W);   W := W + m V - lr (G + 2 reg W)
+    momentum, with `isa` (W1's slices where Workspace.momentum_isa): both rules in the
+    write-back of fastmlp's unpacked kernel, one pass over W and V with no buffer:
+        g := A.T @ Bm + 2 reg W;   V := m V - lr g;   W := W + V  (or W + m V - lr g)
 
     With update_vector, the one place where the compiled step changes the weights,
     as reference.sgd_update is in the reference: a new rule is a new branch in both,
@@ -483,6 +504,11 @@ cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssiz
     cdef floating* target = W + off
     cdef floating step = <floating> (-u.lr / (s * u.decay))
     cdef floating lr_decay = <floating> (2 * u.lr * u.reg)
+    if u.momentum != 0 and isa:
+        small_gemm_tn_momentum(isa, <int> rows, <int> cols, <int> k, A, <int> lda, Bm, <int> ldb,
+                               W + off, <floating*> V + off, <int> ld, <floating> u.lr,
+                               <floating> (2 * u.reg), <floating> u.momentum, u.nesterov)
+        return
     if u.momentum != 0 and not u.nesterov:
         target = <floating*> V + off
         step = <floating> -u.lr
@@ -542,8 +568,9 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
          G, <int> C, W2 + h0 * C, <int> C, <floating> 0, dR, <int> Hs)
     update_matrix(u, h0 * C, C, Hs, C, nb, R, Hs, G, C, W2, u.V2, u.G2, s, 0, first, last)
     relu_backward(dR, R, nb * Hs)
-    if net.isa:     # fastmlp's unpacked kernels take the slice's columns at once
-        update_matrix(u, h0, H, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, net.isa, first, last)
+    cdef int isa = net.isa if u.momentum == 0 else net.momentum_isa
+    if isa:         # fastmlp's unpacked kernels take the slice's columns at once
+        update_matrix(u, h0, H, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, isa, first, last)
     else:           # BLAS, in column blocks of Wc
         c = 0
         while c < Hs:
@@ -662,6 +689,7 @@ cdef Network network(Workspace ws, const floating[:, ::1] W1, const floating[::1
     net.Hs = net.H // net.S
     net.Wc = ws.gemm_columns
     net.isa = ws.small_gemm_isa
+    net.momentum_isa = ws.momentum_isa
     net.W1 = <void*> &W1[0, 0]
     net.b1 = <void*> &b1[0]
     net.W2 = <void*> &W2[0, 0]
