@@ -65,6 +65,7 @@ from _blas cimport (
 from _kernels cimport (
     bias_relu,
     column_sums,
+    copy_scaled,
     count_correct,
     gather_rows,
     l2_sgd_update,
@@ -265,6 +266,7 @@ cdef class Workspace:
     """
     cdef readonly object X_batch, y_batch, w_batch, hidden, d_hidden, logits, grad, d_b1, d_b2
     cdef readonly object grad_W1, grad_W2   # data gradients of W1 and W2, for Nesterov only
+    cdef readonly object W1_slices, V1_slices   # slice-major copies of W1 and V1 (several slices)
     cdef readonly object labels, order
     cdef readonly Py_ssize_t n_slices, gemm_columns
     cdef readonly int small_gemm_isa    # fastmlp's unpacked kernels for the big products (0: BLAS)
@@ -304,6 +306,10 @@ cdef class Workspace:
         self.y_batch = np.empty((3, B), dtype=np.int64)            # and their labels
         self.w_batch = aligned_empty((3, B), dtype)                # and sample weights
         self.grad_W1 = self.grad_W2 = None                         # see momentum_buffers
+        # W1 by slice, (S, D, Hs), during an epoch (see fold_weights): each thread's
+        # columns of W1 are one block of memory, apart from the other threads'.
+        self.W1_slices = aligned_empty((S, n_features, Hs), dtype) if S > 1 else None
+        self.V1_slices = None
         self.hidden = aligned_empty((S, B, Hs), dtype)            # R = relu(X W1 + b1), by slice
         self.d_hidden = aligned_empty((S, B, Hs), dtype)          # dR, then dA1, by slice
         self.logits = aligned_empty((2, S, B, n_classes), dtype)  # each slice's share of A2, k%2
@@ -344,12 +350,16 @@ cdef class Workspace:
                                      self.choice.team_members: self.choice.per_step[1]}}
 
     def momentum_buffers(self):
-        """Allocate (once) the data-gradient buffers of W1 (D, H) and W2 (H, C) that
-        Nesterov's update reads; each slice writes only its own columns / rows."""
+        """Allocate (once) the buffers of momentum: the slice-major copy of W1's velocity
+        (with several slices), and the data-gradient buffers of W1 (laid out as W1 is
+        during an epoch) and W2 (H, C) that Nesterov's update reads; each slice writes
+        only its own part."""
         if self.grad_W1 is None:
             D, H, C = self.X_batch.shape[2], self.d_b1.shape[0], self.d_b2.shape[0]
             self.grad_W1 = aligned_empty((D, H), self.X_batch.dtype)
             self.grad_W2 = aligned_empty((H, C), self.X_batch.dtype)
+            if self.n_slices > 1:
+                self.V1_slices = aligned_empty(self.W1_slices.shape, self.X_batch.dtype)
 
     def check(self, n_features, n_hidden, n_classes, dtype):
         """Raise ValueError unless this workspace fits these sizes and dtype."""
@@ -386,9 +396,13 @@ cdef class Workspace:
 
 # ------------------------------------------------------------------ the step, by pointers
 
-# The weights (W = scale * V for W1 and W2 during an epoch) and their sizes.
+# The weights (W = scale * V for W1 and W2 during an epoch) and their sizes. Slice sl
+# of W1 is the (D, Hs) block at W1 + sl * W1_step with row stride ld1: in the
+# caller's (D, H) array (W1_step = Hs, ld1 = H), or during an epoch with several
+# slices in the workspace's slice-major copy (W1_step = D * Hs, ld1 = Hs).
 cdef struct Network:
     Py_ssize_t D, H, C, S, Hs, Wc
+    Py_ssize_t W1_step, ld1
     int isa                           # small_gemm_isa() for the big products, or 0: BLAS
     int momentum_isa                  # the same for W1's update with momentum (fused)
     void* W1
@@ -444,25 +458,25 @@ cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, 
                                double s, floating* R, floating* Z) noexcept nogil:
     """The forward pass of hidden slice sl (units h0 .. h0 + Hs) on nb rows Xb:
 
-        R := relu(s * Xb @ V1[:, h0:h0+Hs] + b1[h0:h0+Hs])
+        R := relu(s * Xb @ V1[:, h0:h0+Hs] + b1[h0:h0+Hs])   (V1's slice: see Network)
         Z := s * R @ V2[h0:h0+Hs]  (+ b2 for the slice at h0 = 0)
 
     so the logits are the sum of every slice's Z. The product with V1 goes in
     column blocks of Wc (see fastmlp._blas.gemm_columns).
     """
-    cdef Py_ssize_t D = net.D, H = net.H, C = net.C, Hs = net.Hs, Wc = net.Wc
+    cdef Py_ssize_t D = net.D, C = net.C, Hs = net.Hs, Wc = net.Wc, ld1 = net.ld1
     cdef Py_ssize_t h0 = sl * Hs, c, i
-    cdef const floating* W1 = <const floating*> net.W1
+    cdef const floating* W1 = <const floating*> net.W1 + sl * net.W1_step
     cdef const floating* W2 = <const floating*> net.W2
     cdef const floating* b2 = <const floating*> net.b2
     if net.isa:
         small_gemm_nn(net.isa, <int> nb, <int> Hs, <int> D, <floating> s,
-                      Xb, <int> D, W1 + h0, <int> H, R, <int> Hs)
+                      Xb, <int> D, W1, <int> ld1, R, <int> Hs)
     else:
         c = 0
         while c < Hs:
             gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s,
-                 Xb, <int> D, W1 + h0 + c, <int> H, <floating> 0, R + c, <int> Hs)
+                 Xb, <int> D, W1 + c, <int> ld1, <floating> 0, R + c, <int> Hs)
             c += Wc
     bias_relu(R, <const floating*> net.b1 + h0, nb, Hs)
     if h0 == 0:
@@ -557,8 +571,8 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     """
     cdef Network* net = &a.net
     cdef Update* u = &a.update
-    cdef Py_ssize_t D = net.D, H = net.H, C = net.C, Hs = net.Hs, Wc = net.Wc
-    cdef Py_ssize_t h0 = sl * Hs, B = a.B, c
+    cdef Py_ssize_t D = net.D, C = net.C, Hs = net.Hs, Wc = net.Wc, ld1 = net.ld1
+    cdef Py_ssize_t h0 = sl * Hs, w0 = sl * net.W1_step, B = a.B, c
     cdef floating* W1 = <floating*> net.W1
     cdef floating* W2 = <floating*> net.W2
     cdef floating* R = <floating*> a.hidden + sl * B * Hs
@@ -570,12 +584,12 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     relu_backward(dR, R, nb * Hs)
     cdef int isa = net.isa if u.momentum == 0 else net.momentum_isa
     if isa:         # fastmlp's unpacked kernels take the slice's columns at once
-        update_matrix(u, h0, H, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, isa, first, last)
+        update_matrix(u, w0, ld1, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, isa, first, last)
     else:           # BLAS, in column blocks of Wc
         c = 0
         while c < Hs:
-            update_matrix(u, h0 + c, H, D, min(Wc, Hs - c), nb, Xb, D, dR + c, Hs, W1, u.V1, u.G1, s, 0,
-                          first, last)
+            update_matrix(u, w0 + c, ld1, D, min(Wc, Hs - c), nb, Xb, D, dR + c, Hs, W1, u.V1, u.G1, s,
+                          0, first, last)
             c += Wc
     column_sums(dR, nb, Hs, db1 + h0)
     update_vector(u, <floating*> net.b1, u.Vb1, h0, db1 + h0, Hs)
@@ -650,7 +664,7 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
         if s < 0.5:               # fold the scale back into the member's slices
             sl = member
             while sl < S:
-                scale(<floating*> net.W1 + sl * Hs, D, Hs, net.H, <floating> s)
+                scale(<floating*> net.W1 + sl * net.W1_step, D, Hs, net.ld1, <floating> s)
                 scale(<floating*> net.W2 + sl * Hs * C, Hs, C, C, <floating> s)
                 sl += n_members
             s = 1
@@ -666,10 +680,29 @@ cdef void epoch_segment_f32(void* args, int member, int n_members) noexcept nogi
     epoch_segment(<EpochArgs*> args, member, n_members, <float*> NULL)
 
 
-cdef inline void fold_scale(Network* net, double s, floating* tag) noexcept nogil:
-    """W1 := s V1, W2 := s V2: the end of an epoch's lazy decay."""
+cdef inline void move_slices(floating* W, floating* W_slices, Network* net, bint into,
+                             double s) noexcept nogil:
+    """Between the caller's (D, H) W and its slice-major copy (S, D, Hs): W_slices := W
+    (into), or W := s * W_slices (back)."""
+    cdef Py_ssize_t sl, D = net.D, H = net.H, Hs = net.Hs
+    for sl in range(net.S):
+        if into:
+            copy_scaled(W + sl * Hs, H, W_slices + sl * D * Hs, Hs, D, Hs, <floating> 1)
+        else:
+            copy_scaled(W_slices + sl * D * Hs, Hs, W + sl * Hs, H, D, Hs, <floating> s)
+
+
+cdef inline void fold_weights(Network* net, floating* W1, floating* V1, Update* u,
+                              double s) noexcept nogil:
+    """The end of an epoch: W1 := s V1 and W2 := s V2 (the lazy decay), W1 and its
+    velocity back from their slice-major copies into the caller's W1 (and V1)."""
+    if net.W1 != <void*> W1:
+        move_slices(W1, <floating*> net.W1, net, False, s)
+        if u.V1 != NULL:
+            move_slices(V1, <floating*> u.V1, net, False, 1)
+    elif s != 1:
+        scale(W1, net.D, net.H, net.H, <floating> s)
     if s != 1:
-        scale(<floating*> net.W1, net.D, net.H, net.H, <floating> s)
         scale(<floating*> net.W2, net.H, net.C, net.C, <floating> s)
 
 
@@ -691,6 +724,8 @@ cdef Network network(Workspace ws, const floating[:, ::1] W1, const floating[::1
     net.isa = ws.small_gemm_isa
     net.momentum_isa = ws.momentum_isa
     net.W1 = <void*> &W1[0, 0]
+    net.W1_step = net.Hs
+    net.ld1 = net.H
     net.b1 = <void*> &b1[0]
     net.W2 = <void*> &W2[0, 0]
     net.b2 = <void*> &b2[0]
@@ -824,6 +859,17 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     cdef floating[:, ::1] wb = workspace.w_batch
 
     a.net = network(workspace, W1, b1, W2, b2)
+    cdef floating[:, :, ::1] W1_slices, V1_slices
+    cdef floating* V1_user = <floating*> a.update.V1
+    if workspace.W1_slices is not None:    # several slices: W1 (and V1) slice-major meanwhile
+        W1_slices = workspace.W1_slices
+        a.net.W1 = &W1_slices[0, 0, 0]
+        a.net.W1_step = D * (H // workspace.n_slices)
+        a.net.ld1 = H // workspace.n_slices
+        if momentum > 0:
+            workspace.momentum_buffers()
+            V1_slices = workspace.V1_slices
+            a.update.V1 = &V1_slices[0, 0, 0]
     a.X = &X[0, 0] if N else NULL
     a.y = &y_mv[0] if N else NULL
     a.order = &order_mv[0] if order_mv.shape[0] else NULL
@@ -850,6 +896,10 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
 
     with nogil:
         fastmlp_running_add(1)
+        if a.net.W1 != <void*> &W1[0, 0]:
+            move_slices(&W1[0, 0], <floating*> a.net.W1, &a.net, True, 1)
+            if V1_user != NULL:
+                move_slices(V1_user, <floating*> a.update.V1, &a.net, True, 1)
         a.first = 0
         while a.first < a.n_batches and not fastmlp_is_stopping():
             mode = choose_mode(choice)
@@ -866,7 +916,7 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
                     signalled = check_signals()
                 if signalled:
                     break
-        fold_scale(&a.net, a.scale, <floating*> NULL)
+        fold_weights(&a.net, &W1[0, 0], V1_user, &a.update, a.scale)
         fastmlp_running_add(-1)
     workspace.steps = a.first
     if signalled:
