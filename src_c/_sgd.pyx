@@ -91,6 +91,7 @@ cdef extern from "_team.h" nogil:
     ctypedef void (*team_task)(void* args, int member, int n_members) noexcept nogil
     team* team_new()
     int team_run(team* t, int n_members, team_task task, void* args)
+    int team_grow(team* t, int n_members)
     void team_barrier(team* t, int n_members)
     int team_usable(team* t)
     void team_free(team* t)
@@ -201,10 +202,11 @@ cdef inline int choose_mode(ThreadChoice* c) noexcept nogil:
 
 cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
                                 Py_ssize_t steps) noexcept nogil:
-    """Fold a segment's time into the estimate of its mode and re-decide."""
+    """Fold a segment's time into the estimate of its mode and re-decide. A probe of the
+    mode not in use replaces its estimate: the last one is many segments old."""
     cdef double t = seconds / steps
     cdef int best
-    c.per_step[mode] = t if c.per_step[mode] == 0 else 0.5 * (c.per_step[mode] + t)
+    c.per_step[mode] = t if c.per_step[mode] == 0 or mode != c.mode else 0.5 * (c.per_step[mode] + t)
     if c.per_step[0] > 0 and c.per_step[1] > 0:
         if c.mode == 0:
             best = 1 if c.per_step[1] < TEAM_MARGIN * c.per_step[0] else 0
@@ -226,6 +228,16 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
 
 
 # ------------------------------------------------------------------ the workspace
+
+def member_buffers(Py_ssize_t members, shape, dtype):
+    """An array (members, *shape), C-contiguous within each member's block, every block
+    starting on a cache line (so no two members' blocks share a line)."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    stride = -(-size * dtype.itemsize // 64) * 64 // dtype.itemsize
+    flat = aligned_empty((members, stride), dtype)
+    return flat[:, :size].reshape((members,) + tuple(shape))
+
 
 cdef class Workspace:
     """Scratch memory, thread team and thread choice for one fit, made once.
@@ -302,9 +314,13 @@ cdef class Workspace:
         isa = small_gemm_isa() if fused_momentum else 0
         width = small_gemm_width(isa, dtype.itemsize) if isa else 0
         self.momentum_isa = isa if width and Hs % width == 0 else 0
-        self.X_batch = aligned_empty((3, B, n_features), dtype)   # batch rows: k%3 (see the table)
-        self.y_batch = np.empty((3, B), dtype=np.int64)            # and their labels
-        self.w_batch = aligned_empty((3, B), dtype)                # and sample weights
+        members = S if max_threads is None else max(1, min(int(max_threads), S))
+        members = members if THREADS else 1
+        # Each member's own copy of batch k's rows at k % 2, a whole number of cache lines
+        # per member: the rows a member multiplies are in its core's cache alone.
+        self.X_batch = member_buffers(members, (2, B, n_features), dtype)
+        self.y_batch = member_buffers(members, (2, B), np.int64)   # and their labels
+        self.w_batch = member_buffers(members, (2, B), dtype)      # and sample weights
         self.grad_W1 = self.grad_W2 = None                         # see momentum_buffers
         # W1 by slice, (S, D, Hs), during an epoch (see fold_weights): each thread's
         # columns of W1 are one block of memory, apart from the other threads'.
@@ -318,8 +334,7 @@ cdef class Workspace:
         self.d_b2 = aligned_empty((n_classes,), dtype)
         self.labels = np.empty(0, dtype=np.int64)                  # private copies of y and order
         self.order = np.empty(0, dtype=np.int64)
-        members = S if max_threads is None else max(1, min(int(max_threads), S))
-        self.choice.team_members = members if THREADS else 1
+        self.choice.team_members = members
         self.choice.adaptive = adaptive
         self.choice.mode = 1 if self.choice.team_members > 1 else 0
         self.choice.per_step[0] = 0
@@ -334,7 +349,7 @@ cdef class Workspace:
 
     @property
     def batch_size(self):
-        return self.X_batch.shape[1]
+        return self.X_batch.shape[2]
 
     @property
     def threads(self):
@@ -355,7 +370,7 @@ cdef class Workspace:
         during an epoch) and W2 (H, C) that Nesterov's update reads; each slice writes
         only its own part."""
         if self.grad_W1 is None:
-            D, H, C = self.X_batch.shape[2], self.d_b1.shape[0], self.d_b2.shape[0]
+            D, H, C = self.X_batch.shape[3], self.d_b1.shape[0], self.d_b2.shape[0]
             self.grad_W1 = aligned_empty((D, H), self.X_batch.dtype)
             self.grad_W2 = aligned_empty((H, C), self.X_batch.dtype)
             if self.n_slices > 1:
@@ -363,7 +378,7 @@ cdef class Workspace:
 
     def check(self, n_features, n_hidden, n_classes, dtype):
         """Raise ValueError unless this workspace fits these sizes and dtype."""
-        if (self.X_batch.shape[2] != n_features or self.d_b1.shape[0] != n_hidden
+        if (self.X_batch.shape[3] != n_features or self.d_b1.shape[0] != n_hidden
                 or self.d_b2.shape[0] != n_classes or self.X_batch.dtype != dtype):
             raise ValueError("workspace was made for other sizes or another dtype")
 
@@ -375,6 +390,10 @@ cdef class Workspace:
             self.team = team_new()
             if self.team == NULL:
                 raise MemoryError("cannot allocate fastmlp's thread team")
+            # Start the threads now, so the first timed segment of the team does not
+            # include starting them.
+            if self.choice.team_members > 1:
+                team_grow(self.team, self.team_members())
         return self.team
 
     cdef int team_members(self):
@@ -439,9 +458,10 @@ cdef struct EpochArgs:
     const int64_t* order
     Py_ssize_t M, B, n_batches
     Py_ssize_t first, last            # this segment's batches
-    void* X_batch                     # (3, B, D)
-    int64_t* y_batch                  # (3, B)
-    void* w_batch                     # (3, B), with sample weights
+    void* X_batch                     # per member (2, B, D), X_stride apart
+    int64_t* y_batch                  # per member (2, B), y_stride apart
+    void* w_batch                     # per member (2, B), w_stride apart, with sample weights
+    Py_ssize_t X_stride, y_stride, w_stride
     void* hidden                      # (S, B, Hs)
     void* d_hidden                    # (S, B, Hs)
     void* shares                      # (2, S, B, C)
@@ -452,6 +472,7 @@ cdef struct EpochArgs:
     double scale
     double loss
     double correct                    # correct predictions (their weight with sample weights)
+    double first_step_done            # team_clock() when member 0 finished the segment's first step
 
 
 cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, Py_ssize_t sl,
@@ -595,21 +616,21 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     update_vector(u, <floating*> net.b1, u.Vb1, h0, db1 + h0, Hs)
 
 
-cdef inline void gather_part(EpochArgs* a, Py_ssize_t batch, int member, int n_members,
-                             floating* tag) noexcept nogil:
-    """Member `member` of `n_members` copies its share of minibatch `batch`'s rows
-    (and labels, and sample weights) into the batch buffers batch % 3."""
-    cdef Py_ssize_t D = a.net.D, start = batch * a.B
-    cdef Py_ssize_t nb = min(a.B, a.M - start)
-    cdef Py_ssize_t r0 = nb * member // n_members, r1 = nb * (member + 1) // n_members
-    cdef Py_ssize_t q = batch % 3
+cdef inline void gather_batch(EpochArgs* a, Py_ssize_t batch, int member,
+                              floating* tag) noexcept nogil:
+    """Member `member` copies minibatch `batch`'s rows (and labels, and sample weights)
+    into its own batch buffers batch % 2."""
+    cdef Py_ssize_t D = a.net.D, B = a.B, start = batch * B
+    cdef Py_ssize_t nb = min(B, a.M - start)
+    cdef Py_ssize_t q = batch % 2
     cdef Py_ssize_t r
     cdef const floating* w = <const floating*> a.w
-    cdef floating* w_out = <floating*> a.w_batch + q * a.B
-    gather_rows(<const floating*> a.X, a.y, D, a.order + start + r0, r1 - r0,
-                <floating*> a.X_batch + (q * a.B + r0) * D, a.y_batch + q * a.B + r0)
+    cdef floating* w_out = <floating*> a.w_batch + member * a.w_stride + q * B
+    gather_rows(<const floating*> a.X, a.y, D, a.order + start, nb,
+                <floating*> a.X_batch + member * a.X_stride + q * B * D,
+                a.y_batch + member * a.y_stride + q * B)
     if w != NULL:
-        for r in range(r0, r1):
+        for r in range(nb):
             w_out[r] = w[a.order[start + r]]
 
 
@@ -627,23 +648,20 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
     cdef floating* db2 = <floating*> a.d_b2
     cdef double s = a.scale, loss = 0
     cdef const floating* wq     # the batch's sample weights, or NULL
-    if a.first == 0:
-        gather_part(a, 0, member, n_members, tag)
-        team_barrier(a.team, n_members)
+    gather_batch(a, a.first, member, tag)
     for k in range(a.first, a.last):
         nb = min(B, a.M - k * B)
         p = k % 2
-        q = k % 3
-        Xb = <floating*> a.X_batch + q * B * D
-        yb = a.y_batch + q * B
-        wq = NULL if a.w == NULL else <const floating*> a.w_batch + q * B
+        Xb = <floating*> a.X_batch + member * a.X_stride + p * B * D
+        yb = a.y_batch + member * a.y_stride + p * B
+        wq = NULL if a.w == NULL else <const floating*> a.w_batch + member * a.w_stride + p * B
         sl = member
         while sl < S:
             slice_forward(net, Xb, nb, sl, s, <floating*> a.hidden + sl * B * Hs,
                           shares + (p * S + sl) * B * C)
             sl += n_members
-        if k + 1 < a.n_batches:
-            gather_part(a, k + 1, member, n_members, tag)
+        if k + 1 < a.last:
+            gather_batch(a, k + 1, member, tag)
         team_barrier(a.team, n_members)
 
         # Every member adds the shares in slice order, so all hold the same logits.
@@ -659,6 +677,8 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
         while sl < S:
             slice_backward_and_update(a, Xb, G, nb, sl, s, k == a.first, k + 1 == a.last)
             sl += n_members
+        if member == 0 and k == a.first:
+            a.first_step_done = team_clock()
         if a.update.momentum == 0:    # plain SGD: this step's decay goes into the scale
             s *= a.update.decay
         if s < 0.5:               # fold the scale back into the member's slices
@@ -848,15 +868,15 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
 
     cdef const int64_t[::1] y_mv = labels
     cdef const int64_t[::1] order_mv = rows
-    cdef floating[:, :, ::1] Xb = workspace.X_batch
-    cdef int64_t[:, ::1] yb = workspace.y_batch
+    cdef floating[:, :, :, :] Xb = workspace.X_batch
+    cdef int64_t[:, :, :] yb = workspace.y_batch
     cdef floating[:, :, ::1] R = workspace.hidden
     cdef floating[:, :, ::1] dR = workspace.d_hidden
     cdef floating[:, :, :, ::1] shares = workspace.logits
     cdef floating[:, :, ::1] G = workspace.grad
     cdef floating[::1] db1 = workspace.d_b1
     cdef floating[::1] db2 = workspace.d_b2
-    cdef floating[:, ::1] wb = workspace.w_batch
+    cdef floating[:, :, :] wb = workspace.w_batch
 
     a.net = network(workspace, W1, b1, W2, b2)
     cdef floating[:, :, ::1] W1_slices, V1_slices
@@ -876,9 +896,12 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     a.M = order_mv.shape[0]
     a.B = workspace.batch_size
     a.n_batches = (a.M + a.B - 1) // a.B
-    a.X_batch = &Xb[0, 0, 0]
-    a.y_batch = &yb[0, 0]
-    a.w_batch = &wb[0, 0]
+    a.X_batch = &Xb[0, 0, 0, 0]
+    a.y_batch = &yb[0, 0, 0]
+    a.w_batch = &wb[0, 0, 0]
+    a.X_stride = Xb.strides[0] // sizeof(floating)
+    a.y_stride = yb.strides[0] // sizeof(int64_t)
+    a.w_stride = wb.strides[0] // sizeof(floating)
     a.hidden = &R[0, 0, 0]
     a.d_hidden = &dR[0, 0, 0]
     a.shares = &shares[0, 0, 0, 0]
@@ -906,10 +929,14 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
             # A probe of the mode not in use is short: on a busy machine the team
             # can be many times slower per step, and the probe costs that.
             a.last = min(a.n_batches, a.first + (choice.segment_steps if mode == choice.mode
-                                                 else max(1, choice.segment_steps // 4)))
+                                                 else max(2, choice.segment_steps // 4)))
             started = team_clock()
             team_run(a.team, team_members if mode else 1, task, &a)
-            record_segment(choice, mode, team_clock() - started, a.last - a.first)
+            if mode == choice.mode or a.last - a.first < 2:
+                record_segment(choice, mode, team_clock() - started, a.last - a.first)
+            else:   # a probe, timed without its first step: that one moves the slices'
+                    # weights between the cores' caches, a cost paid once per switch
+                record_segment(choice, mode, team_clock() - a.first_step_done, a.last - a.first - 1)
             a.first = a.last
             if main_thread and a.first < a.n_batches:
                 with gil:
