@@ -21,28 +21,34 @@ interpreter exit, always after a complete step.
 One step, for batch k of an epoch (buffers in ``Workspace``)::
 
     phase      member m, for each of its slices s              reads            writes
-    forward    R_s = relu(scale Xb[k%3] W1_s + b1_s)           Xb[k%3], W1_s    R_s
+    forward    R_s = relu(scale Xb_m[k%2] W1_s + b1_s)         Xb_m[k%2], W1_s  R_s
                share[k%2, s] = scale R_s W2_s (+ b2 if s = 0)  W2_s, b2         share[k%2, s]
-    gather     its part of batch k+1's rows                     X, order         Xb[(k+1)%3]
+    gather     batch k+1's rows (all of them)                  X, order         Xb_m[(k+1)%2]
     ---------- the one barrier of the step ----------------------------------------------------
     logits     G_m = share[k%2, 0] + share[k%2, 1] + ...       every share      G_m
                G_m = softmax(G_m) - onehot(y)  (member 0: loss, accuracy, b2 update)
     backward   dR_s = scale G_m W2_s.T; W2_s update; dA1_s = dR_s [R_s > 0];
-               W1_s update from Xb[k%3].T dA1_s; b1_s update   G_m, R_s, Xb[k%3]  W1_s, W2_s, b1_s
+               W1_s update from Xb_m[k%2].T dA1_s; b1_s update  G_m, R_s, Xb_m[k%2]  W1_s, W2_s, b1_s
                                                                                 (and their velocities)
 
-With sample weights, the gather also copies the rows' weights (wb[(k+1)%3]) and G_m's
-rows are scaled by them. With momentum, slice s also owns its columns of V1 and the
-Nesterov gradient buffer gW1, its rows of V2 and gW2, its entries of Vb1; member 0
-owns Vb2. The updates themselves are ``update_matrix`` / ``update_vector``: the one
-place where the optimizer's rule is written.
+Each member gathers every row of the batch into its own buffers Xb_m (and the
+labels, and the sample weights wb_m, by which G_m's rows are then scaled): copying
+the rows twice costs less than moving half of them from the other core's cache
+at every step. A segment starts with each member gathering its first batch. With
+several slices W1 is held slice-major for the epoch (``Workspace.W1_slices``, and
+V1 with momentum), so each member's columns are one block of memory and no
+prefetcher pulls another member's lines; ``fold_weights`` writes it back. With
+momentum, slice s also owns its part of V1 and of the Nesterov gradient buffer
+gW1, its rows of V2 and gW2, its entries of Vb1; member 0 owns Vb2. The updates
+themselves are ``update_matrix`` / ``update_vector``: the one place where the
+optimizer's rule is written.
 
-Why that is race-free with one barrier: after the barrier of step k a fast member
-writes ``Xb[(k+2)%3]`` (in step k+1) while a slow one may still read ``Xb[k%3]``:
-three buffers keep them apart; it writes ``share[(k+1)%2]`` while the slow one
-still reads ``share[k%2]``: two keep them apart, and ``share[k%2]`` is written
+Why that is race-free with one barrier: a member writes only its own batch buffers
+and slices, and G_m. The shares are the one thing members exchange: after the
+barrier of step k a fast member writes ``share[(k+1)%2]`` (in step k+1) while a slow
+one still reads ``share[k%2]``: two keep them apart, and ``share[k%2]`` is written
 again only after the barrier of step k+1, which the slow member reaches after
-reading it. Everything else a member writes belongs to its own slices.
+reading it.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
