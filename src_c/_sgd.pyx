@@ -187,7 +187,19 @@ cdef struct ThreadChoice:
     double per_step[2]      # measured seconds per step of each mode (0: not yet)
     int probe_in            # segments until the other mode is tried again
     int probe_every         # doubles while the other mode keeps losing
+    int team_won            # the last probe of the team won (one more must, to switch)
     Py_ssize_t segment_steps
+
+
+cdef void start_choice(ThreadChoice* c, int team_members, bint adaptive) noexcept:
+    """No measurement yet: the team first (its first segment is one step)."""
+    c.team_members = team_members
+    c.adaptive = adaptive
+    c.mode = 1 if team_members > 1 else 0
+    c.per_step[0] = c.per_step[1] = 0
+    c.probe_every = c.probe_in = 4
+    c.team_won = 0
+    c.segment_steps = 1
 
 
 cdef inline int choose_mode(ThreadChoice* c) noexcept nogil:
@@ -209,28 +221,64 @@ cdef inline int choose_mode(ThreadChoice* c) noexcept nogil:
 cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
                                 Py_ssize_t steps) noexcept nogil:
     """Fold a segment's time into the estimate of its mode and re-decide. A probe of the
-    mode not in use replaces its estimate: the last one is many segments old."""
+    mode not in use replaces its estimate: the last one is many segments old.
+
+    Only probes of the team can switch to it, and two in a row must win: on a busy
+    machine the OS takes a core from fastmlp's threads now and then, for milliseconds,
+    so one thread's segments slow down at times and a short probe of the team may
+    happen to run while both threads have a core. Switching back to one thread needs
+    no such care: it is never far worse than one thread."""
     cdef double t = seconds / steps
     cdef int best
     c.per_step[mode] = t if c.per_step[mode] == 0 or mode != c.mode else 0.5 * (c.per_step[mode] + t)
     if c.per_step[0] > 0 and c.per_step[1] > 0:
         if c.mode == 0:
             best = 1 if c.per_step[1] < TEAM_MARGIN * c.per_step[0] else 0
+            if best and not (mode == 1 and c.team_won):
+                # the team won one probe, or looks better on an old estimate: try it soon
+                if mode == 1:
+                    c.team_won = 1
+                    c.probe_in = 2    # one segment of one thread first, to refresh its time
+                else:
+                    c.probe_in = min(c.probe_in, 1)
+                best = 0
+                mode = 0          # count this as a segment of the mode in use
+            elif mode == 1 and not best:
+                c.team_won = 0
         else:
             best = 0 if c.per_step[0] < c.per_step[1] else 1
         if best != c.mode:
             c.mode = best
+            c.team_won = 0
             c.probe_every = 4
             c.probe_in = 4
         elif mode != c.mode:      # a probe of the other mode, which lost again
             c.probe_every = min(2 * c.probe_every, MAX_PROBE_INTERVAL)
             c.probe_in = c.probe_every
-        else:
+        elif c.probe_in > 0:
             c.probe_in -= 1
     else:
         c.mode = mode
     t = c.per_step[c.mode] if c.per_step[c.mode] > 0 else t
     c.segment_steps = max(1, min(1024, <Py_ssize_t> (SEGMENT_SECONDS / t) if t > 0 else 1024))
+
+
+def simulate_thread_choice(seconds_per_step, Py_ssize_t segments, int team_members=2):
+    """The modes (1 or ``team_members`` threads) the thread choice runs for ``segments``
+    segments when a step takes ``seconds_per_step(segment, threads)`` seconds: the
+    rule of ``choose_mode`` / ``record_segment`` without a machine, for tests."""
+    cdef ThreadChoice c
+    start_choice(&c, team_members, True)
+    modes = []
+    cdef int mode
+    cdef Py_ssize_t i, steps
+    for i in range(segments):
+        mode = choose_mode(&c)
+        steps = c.segment_steps if mode == c.mode else max(2, c.segment_steps // 4)
+        threads = team_members if mode else 1
+        record_segment(&c, mode, steps * float(seconds_per_step(i, threads)), steps)
+        modes.append(threads)
+    return modes
 
 
 # ------------------------------------------------------------------ the workspace
@@ -340,14 +388,7 @@ cdef class Workspace:
         self.d_b2 = aligned_empty((n_classes,), dtype)
         self.labels = np.empty(0, dtype=np.int64)                  # private copies of y and order
         self.order = np.empty(0, dtype=np.int64)
-        self.choice.team_members = members
-        self.choice.adaptive = adaptive
-        self.choice.mode = 1 if self.choice.team_members > 1 else 0
-        self.choice.per_step[0] = 0
-        self.choice.per_step[1] = 0
-        self.choice.probe_every = 4
-        self.choice.probe_in = 4
-        self.choice.segment_steps = 1
+        start_choice(&self.choice, members, adaptive)
         self.scale = 1
 
     def __dealloc__(self):
