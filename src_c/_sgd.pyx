@@ -218,6 +218,17 @@ cdef inline int choose_mode(ThreadChoice* c) noexcept nogil:
     return c.mode
 
 
+cdef inline Py_ssize_t segment_length(ThreadChoice* c, int mode) noexcept nogil:
+    """Steps of the next segment, in `mode`. A probe of the mode not in use is short: on
+    a busy machine the team can be many times slower per step, and the probe costs
+    that. But the team's second probe, which confirms a first win, is as long as a
+    segment: a short probe is less likely to include a moment when the OS took a core
+    from a thread, so short probes alone would flatter the team on a busy machine."""
+    if mode == c.mode or (mode == 1 and c.team_won):
+        return c.segment_steps
+    return max(2, c.segment_steps // 4)
+
+
 cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
                                 Py_ssize_t steps) noexcept nogil:
     """Fold a segment's time into the estimate of its mode and re-decide. A probe of the
@@ -274,7 +285,7 @@ def simulate_thread_choice(seconds_per_step, Py_ssize_t segments, int team_membe
     cdef Py_ssize_t i, steps
     for i in range(segments):
         mode = choose_mode(&c)
-        steps = c.segment_steps if mode == c.mode else max(2, c.segment_steps // 4)
+        steps = segment_length(&c, mode)
         threads = team_members if mode else 1
         record_segment(&c, mode, steps * float(seconds_per_step(i, threads)), steps)
         modes.append(threads)
@@ -973,10 +984,7 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
         a.first = 0
         while a.first < a.n_batches and not fastmlp_is_stopping():
             mode = choose_mode(choice)
-            # A probe of the mode not in use is short: on a busy machine the team
-            # can be many times slower per step, and the probe costs that.
-            a.last = min(a.n_batches, a.first + (choice.segment_steps if mode == choice.mode
-                                                 else max(2, choice.segment_steps // 4)))
+            a.last = min(a.n_batches, a.first + segment_length(choice, mode))
             started = team_clock()
             team_run(a.team, team_members if mode else 1, task, &a)
             if mode == choice.mode or a.last - a.first < 2:
