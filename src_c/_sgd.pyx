@@ -21,17 +21,17 @@ interpreter exit, always after a complete step.
 One step, for batch k of an epoch (buffers in ``Workspace``)::
 
     phase      member m, for each of its slices s              reads            writes
-    forward    R_s = relu(scale Xb_m[k%2] W1_s + b1_s)         Xb_m[k%2], W1_s  R_s
+    forward    R_s = relu(scale Xb_m W1_s + b1_s)              Xb_m, W1_s       R_s
                share[k%2, s] = scale R_s W2_s (+ b2 if s = 0)  W2_s, b2         share[k%2, s]
-    gather     batch k+1's rows (all of them)                  X, order         Xb_m[(k+1)%2]
     ---------- the one barrier of the step ----------------------------------------------------
     logits     G_m = share[k%2, 0] + share[k%2, 1] + ...       every share      G_m
                G_m = softmax(G_m) - onehot(y)  (member 0: loss, accuracy, b2 update)
     backward   dR_s = scale G_m W2_s.T; W2_s update; dA1_s = dR_s [R_s > 0];
-               W1_s update from Xb_m[k%2].T dA1_s; b1_s update  G_m, R_s, Xb_m[k%2]  W1_s, W2_s, b1_s
+               W1_s update from Xb_m.T dA1_s; b1_s update      G_m, R_s, Xb_m   W1_s, W2_s, b1_s
                                                                                 (and their velocities)
+    gather     batch k+1's rows (all of them)                  X, order         Xb_m
 
-Each member gathers every row of the batch into its own buffers Xb_m (and the
+Each member gathers every row of the batch into its own buffer Xb_m (and the
 labels, and the sample weights wb_m, by which G_m's rows are then scaled): copying
 the rows twice costs less than moving half of them from the other core's cache
 at every step. A segment starts with each member gathering its first batch. With
@@ -381,11 +381,11 @@ cdef class Workspace:
         self.momentum_isa = isa if width and Hs % width == 0 else 0
         members = S if max_threads is None else max(1, min(int(max_threads), S))
         members = members if THREADS else 1
-        # Each member's own copy of batch k's rows at k % 2, a whole number of cache lines
-        # per member: the rows a member multiplies are in its core's cache alone.
-        self.X_batch = member_buffers(members, (2, B, n_features), dtype)
-        self.y_batch = member_buffers(members, (2, B), np.int64)   # and their labels
-        self.w_batch = member_buffers(members, (2, B), dtype)      # and sample weights
+        # Each member's own copy of the batch's rows, a whole number of cache lines per
+        # member: the rows a member multiplies are in its core's cache alone.
+        self.X_batch = member_buffers(members, (B, n_features), dtype)
+        self.y_batch = member_buffers(members, (B,), np.int64)     # and their labels
+        self.w_batch = member_buffers(members, (B,), dtype)        # and sample weights
         self.grad_W1 = self.grad_W2 = None                         # see momentum_buffers
         # W1 by slice, (S, D, Hs), during an epoch (see fold_weights): each thread's
         # columns of W1 are one block of memory, apart from the other threads'.
@@ -407,7 +407,7 @@ cdef class Workspace:
 
     @property
     def batch_size(self):
-        return self.X_batch.shape[2]
+        return self.X_batch.shape[1]
 
     @property
     def threads(self):
@@ -428,7 +428,7 @@ cdef class Workspace:
         during an epoch) and W2 (H, C) that Nesterov's update reads; each slice writes
         only its own part."""
         if self.grad_W1 is None:
-            D, H, C = self.X_batch.shape[3], self.d_b1.shape[0], self.d_b2.shape[0]
+            D, H, C = self.X_batch.shape[2], self.d_b1.shape[0], self.d_b2.shape[0]
             self.grad_W1 = aligned_empty((D, H), self.X_batch.dtype)
             self.grad_W2 = aligned_empty((H, C), self.X_batch.dtype)
             if self.n_slices > 1:
@@ -436,7 +436,7 @@ cdef class Workspace:
 
     def check(self, n_features, n_hidden, n_classes, dtype):
         """Raise ValueError unless this workspace fits these sizes and dtype."""
-        if (self.X_batch.shape[3] != n_features or self.d_b1.shape[0] != n_hidden
+        if (self.X_batch.shape[2] != n_features or self.d_b1.shape[0] != n_hidden
                 or self.d_b2.shape[0] != n_classes or self.X_batch.dtype != dtype):
             raise ValueError("workspace was made for other sizes or another dtype")
 
@@ -516,9 +516,9 @@ cdef struct EpochArgs:
     const int64_t* order
     Py_ssize_t M, B, n_batches
     Py_ssize_t first, last            # this segment's batches
-    void* X_batch                     # per member (2, B, D), X_stride apart
-    int64_t* y_batch                  # per member (2, B), y_stride apart
-    void* w_batch                     # per member (2, B), w_stride apart, with sample weights
+    void* X_batch                     # per member (B, D), X_stride apart
+    int64_t* y_batch                  # per member (B,), y_stride apart
+    void* w_batch                     # per member (B,), w_stride apart, with sample weights
     Py_ssize_t X_stride, y_stride, w_stride
     void* hidden                      # (S, B, Hs)
     void* d_hidden                    # (S, B, Hs)
@@ -677,16 +677,14 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
 cdef inline void gather_batch(EpochArgs* a, Py_ssize_t batch, int member,
                               floating* tag) noexcept nogil:
     """Member `member` copies minibatch `batch`'s rows (and labels, and sample weights)
-    into its own batch buffers batch % 2."""
+    into its own batch buffers."""
     cdef Py_ssize_t D = a.net.D, B = a.B, start = batch * B
     cdef Py_ssize_t nb = min(B, a.M - start)
-    cdef Py_ssize_t q = batch % 2
     cdef Py_ssize_t r
     cdef const floating* w = <const floating*> a.w
-    cdef floating* w_out = <floating*> a.w_batch + member * a.w_stride + q * B
+    cdef floating* w_out = <floating*> a.w_batch + member * a.w_stride
     gather_rows(<const floating*> a.X, a.y, D, a.order + start, nb,
-                <floating*> a.X_batch + member * a.X_stride + q * B * D,
-                a.y_batch + member * a.y_stride + q * B)
+                <floating*> a.X_batch + member * a.X_stride, a.y_batch + member * a.y_stride)
     if w != NULL:
         for r in range(nb):
             w_out[r] = w[a.order[start + r]]
@@ -697,29 +695,24 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
     """Member `member`'s part of steps a.first .. a.last - 1 (see the module docstring)."""
     cdef Network* net = &a.net
     cdef Py_ssize_t D = net.D, C = net.C, S = net.S, Hs = net.Hs, B = a.B
-    cdef Py_ssize_t k, nb, p, q, sl
-    cdef floating* Xb
-    cdef int64_t* yb
+    cdef Py_ssize_t k, nb, p, sl
+    cdef floating* Xb = <floating*> a.X_batch + member * a.X_stride
+    cdef int64_t* yb = a.y_batch + member * a.y_stride
     cdef floating* G = <floating*> a.grad + member * B * C
     cdef floating* shares = <floating*> a.shares
     cdef floating* b2 = <floating*> net.b2
     cdef floating* db2 = <floating*> a.d_b2
     cdef double s = a.scale, loss = 0
-    cdef const floating* wq     # the batch's sample weights, or NULL
+    cdef const floating* wq = NULL if a.w == NULL else <const floating*> a.w_batch + member * a.w_stride
     gather_batch(a, a.first, member, tag)
     for k in range(a.first, a.last):
         nb = min(B, a.M - k * B)
         p = k % 2
-        Xb = <floating*> a.X_batch + member * a.X_stride + p * B * D
-        yb = a.y_batch + member * a.y_stride + p * B
-        wq = NULL if a.w == NULL else <const floating*> a.w_batch + member * a.w_stride + p * B
         sl = member
         while sl < S:
             slice_forward(net, Xb, nb, sl, s, <floating*> a.hidden + sl * B * Hs,
                           shares + (p * S + sl) * B * C)
             sl += n_members
-        if k + 1 < a.last:
-            gather_batch(a, k + 1, member, tag)
         team_barrier(a.team, n_members)
 
         # Every member adds the shares in slice order, so all hold the same logits.
@@ -746,6 +739,8 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
                 scale(<floating*> net.W2 + sl * Hs * C, Hs, C, C, <floating> s)
                 sl += n_members
             s = 1
+        if k + 1 < a.last:
+            gather_batch(a, k + 1, member, tag)
     if member == 0:
         a.scale = s
 
@@ -926,15 +921,15 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
 
     cdef const int64_t[::1] y_mv = labels
     cdef const int64_t[::1] order_mv = rows
-    cdef floating[:, :, :, :] Xb = workspace.X_batch
-    cdef int64_t[:, :, :] yb = workspace.y_batch
+    cdef floating[:, :, :] Xb = workspace.X_batch
+    cdef int64_t[:, :] yb = workspace.y_batch
     cdef floating[:, :, ::1] R = workspace.hidden
     cdef floating[:, :, ::1] dR = workspace.d_hidden
     cdef floating[:, :, :, ::1] shares = workspace.logits
     cdef floating[:, :, ::1] G = workspace.grad
     cdef floating[::1] db1 = workspace.d_b1
     cdef floating[::1] db2 = workspace.d_b2
-    cdef floating[:, :, :] wb = workspace.w_batch
+    cdef floating[:, :] wb = workspace.w_batch
 
     a.net = network(workspace, W1, b1, W2, b2)
     cdef floating[:, :, ::1] W1_slices, V1_slices
@@ -954,9 +949,9 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     a.M = order_mv.shape[0]
     a.B = workspace.batch_size
     a.n_batches = (a.M + a.B - 1) // a.B
-    a.X_batch = &Xb[0, 0, 0, 0]
-    a.y_batch = &yb[0, 0, 0]
-    a.w_batch = &wb[0, 0, 0]
+    a.X_batch = &Xb[0, 0, 0]
+    a.y_batch = &yb[0, 0]
+    a.w_batch = &wb[0, 0]
     a.X_stride = Xb.strides[0] // sizeof(floating)
     a.y_stride = yb.strides[0] // sizeof(int64_t)
     a.w_stride = wb.strides[0] // sizeof(floating)
