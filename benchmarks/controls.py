@@ -22,6 +22,7 @@ import numpy as np
 import fastmlp
 from fastmlp import benchmark
 from fastmlp._fit import Trainer, init_params
+from fastmlp._threads import aligned_copy
 
 SEED = dict(hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2, seed=0)
 VARIANTS = {
@@ -49,7 +50,8 @@ def epoch_times(n, features, hidden, batch_size, dtype, rounds, threads=None):
     runs = {}
     for name, controls in VARIANTS.items():
         params = init_params(np.random.default_rng(0), features, hidden, shape.n_classes, np.dtype(dtype))
-        velocities = tuple(np.zeros_like(p) for p in params) if controls.get("momentum") else None
+        velocities = (tuple(aligned_copy(np.zeros_like(p)) for p in params)   # as fit makes them
+                      if controls.get("momentum") else None)
         runs[name] = (params, velocities, controls)
 
     def run(name):

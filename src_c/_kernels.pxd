@@ -189,3 +189,13 @@ cdef inline void scale(floating* W, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t
     for i in range(rows):
         for j in range(cols):
             W[i * ld + j] *= factor
+
+
+cdef inline void copy_scaled(const floating* src, Py_ssize_t ld_src, floating* dst, Py_ssize_t ld_dst,
+                             Py_ssize_t rows, Py_ssize_t cols, floating factor) noexcept nogil:
+    """dst[:rows, :cols] := factor * src[:rows, :cols], blocks of row-major matrices with row
+    strides ld_src and ld_dst (factor 1 copies exactly)."""
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        for j in range(cols):
+            dst[i * ld_dst + j] = factor * src[i * ld_src + j]

@@ -21,28 +21,34 @@ interpreter exit, always after a complete step.
 One step, for batch k of an epoch (buffers in ``Workspace``)::
 
     phase      member m, for each of its slices s              reads            writes
-    forward    R_s = relu(scale Xb[k%3] W1_s + b1_s)           Xb[k%3], W1_s    R_s
+    forward    R_s = relu(scale Xb_m W1_s + b1_s)              Xb_m, W1_s       R_s
                share[k%2, s] = scale R_s W2_s (+ b2 if s = 0)  W2_s, b2         share[k%2, s]
-    gather     its part of batch k+1's rows                     X, order         Xb[(k+1)%3]
     ---------- the one barrier of the step ----------------------------------------------------
     logits     G_m = share[k%2, 0] + share[k%2, 1] + ...       every share      G_m
                G_m = softmax(G_m) - onehot(y)  (member 0: loss, accuracy, b2 update)
     backward   dR_s = scale G_m W2_s.T; W2_s update; dA1_s = dR_s [R_s > 0];
-               W1_s update from Xb[k%3].T dA1_s; b1_s update   G_m, R_s, Xb[k%3]  W1_s, W2_s, b1_s
+               W1_s update from Xb_m.T dA1_s; b1_s update      G_m, R_s, Xb_m   W1_s, W2_s, b1_s
                                                                                 (and their velocities)
+    gather     batch k+1's rows (all of them)                  X, order         Xb_m
 
-With sample weights, the gather also copies the rows' weights (wb[(k+1)%3]) and G_m's
-rows are scaled by them. With momentum, slice s also owns its columns of V1 and the
-Nesterov gradient buffer gW1, its rows of V2 and gW2, its entries of Vb1; member 0
-owns Vb2. The updates themselves are ``update_matrix`` / ``update_vector``: the one
-place where the optimizer's rule is written.
+Each member gathers every row of the batch into its own buffer Xb_m (and the
+labels, and the sample weights wb_m, by which G_m's rows are then scaled): copying
+the rows twice costs less than moving half of them from the other core's cache
+at every step. A segment starts with each member gathering its first batch. With
+several slices W1 is held slice-major for the epoch (``Workspace.W1_slices``, and
+V1 with momentum), so each member's columns are one block of memory and no
+prefetcher pulls another member's lines; ``fold_weights`` writes it back. With
+momentum, slice s also owns its part of V1 and of the Nesterov gradient buffer
+gW1, its rows of V2 and gW2, its entries of Vb1; member 0 owns Vb2. The updates
+themselves are ``update_matrix`` / ``update_vector``: the one place where the
+optimizer's rule is written.
 
-Why that is race-free with one barrier: after the barrier of step k a fast member
-writes ``Xb[(k+2)%3]`` (in step k+1) while a slow one may still read ``Xb[k%3]``:
-three buffers keep them apart; it writes ``share[(k+1)%2]`` while the slow one
-still reads ``share[k%2]``: two keep them apart, and ``share[k%2]`` is written
+Why that is race-free with one barrier: a member writes only its own batch buffers
+and slices, and G_m. The shares are the one thing members exchange: after the
+barrier of step k a fast member writes ``share[(k+1)%2]`` (in step k+1) while a slow
+one still reads ``share[k%2]``: two keep them apart, and ``share[k%2]`` is written
 again only after the barrier of step k+1, which the slow member reaches after
-reading it. Everything else a member writes belongs to its own slices.
+reading it.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
@@ -54,10 +60,18 @@ import numpy as np
 
 from fastmlp._threads import aligned_empty
 
-from _blas cimport gemm, small_gemm_isa, small_gemm_nn, small_gemm_tn, small_gemm_width
+from _blas cimport (
+    gemm,
+    small_gemm_isa,
+    small_gemm_nn,
+    small_gemm_tn,
+    small_gemm_tn_momentum,
+    small_gemm_width,
+)
 from _kernels cimport (
     bias_relu,
     column_sums,
+    copy_scaled,
     count_correct,
     gather_rows,
     l2_sgd_update,
@@ -83,6 +97,7 @@ cdef extern from "_team.h" nogil:
     ctypedef void (*team_task)(void* args, int member, int n_members) noexcept nogil
     team* team_new()
     int team_run(team* t, int n_members, team_task task, void* args)
+    int team_grow(team* t, int n_members)
     void team_barrier(team* t, int n_members)
     int team_usable(team* t)
     void team_free(team* t)
@@ -172,7 +187,19 @@ cdef struct ThreadChoice:
     double per_step[2]      # measured seconds per step of each mode (0: not yet)
     int probe_in            # segments until the other mode is tried again
     int probe_every         # doubles while the other mode keeps losing
+    int team_won            # the last probe of the team won (one more must, to switch)
     Py_ssize_t segment_steps
+
+
+cdef void start_choice(ThreadChoice* c, int team_members, bint adaptive) noexcept:
+    """No measurement yet: the team first (its first segment is one step)."""
+    c.team_members = team_members
+    c.adaptive = adaptive
+    c.mode = 1 if team_members > 1 else 0
+    c.per_step[0] = c.per_step[1] = 0
+    c.probe_every = c.probe_in = 4
+    c.team_won = 0
+    c.segment_steps = 1
 
 
 cdef inline int choose_mode(ThreadChoice* c) noexcept nogil:
@@ -191,25 +218,55 @@ cdef inline int choose_mode(ThreadChoice* c) noexcept nogil:
     return c.mode
 
 
+cdef inline Py_ssize_t segment_length(ThreadChoice* c, int mode) noexcept nogil:
+    """Steps of the next segment, in `mode`. A probe of the mode not in use is short: on
+    a busy machine the team can be many times slower per step, and the probe costs
+    that. But the team's second probe, which confirms a first win, is as long as a
+    segment: a short probe is less likely to include a moment when the OS took a core
+    from a thread, so short probes alone would flatter the team on a busy machine."""
+    if mode == c.mode or (mode == 1 and c.team_won):
+        return c.segment_steps
+    return max(2, c.segment_steps // 4)
+
+
 cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
                                 Py_ssize_t steps) noexcept nogil:
-    """Fold a segment's time into the estimate of its mode and re-decide."""
+    """Fold a segment's time into the estimate of its mode and re-decide. A probe of the
+    mode not in use replaces its estimate: the last one is many segments old.
+
+    Only probes of the team can switch to it, and two in a row must win: on a busy
+    machine the OS takes a core from fastmlp's threads now and then, for milliseconds,
+    so one thread's segments slow down at times and a short probe of the team may
+    happen to run while both threads have a core. Switching back to one thread needs
+    no such care: it is never far worse than one thread."""
     cdef double t = seconds / steps
     cdef int best
-    c.per_step[mode] = t if c.per_step[mode] == 0 else 0.5 * (c.per_step[mode] + t)
+    c.per_step[mode] = t if c.per_step[mode] == 0 or mode != c.mode else 0.5 * (c.per_step[mode] + t)
     if c.per_step[0] > 0 and c.per_step[1] > 0:
         if c.mode == 0:
             best = 1 if c.per_step[1] < TEAM_MARGIN * c.per_step[0] else 0
+            if best and not (mode == 1 and c.team_won):
+                # the team won one probe, or looks better on an old estimate: try it soon
+                if mode == 1:
+                    c.team_won = 1
+                    c.probe_in = 2    # one segment of one thread first, to refresh its time
+                else:
+                    c.probe_in = min(c.probe_in, 1)
+                best = 0
+                mode = 0          # count this as a segment of the mode in use
+            elif mode == 1 and not best:
+                c.team_won = 0
         else:
             best = 0 if c.per_step[0] < c.per_step[1] else 1
         if best != c.mode:
             c.mode = best
+            c.team_won = 0
             c.probe_every = 4
             c.probe_in = 4
         elif mode != c.mode:      # a probe of the other mode, which lost again
             c.probe_every = min(2 * c.probe_every, MAX_PROBE_INTERVAL)
             c.probe_in = c.probe_every
-        else:
+        elif c.probe_in > 0:
             c.probe_in -= 1
     else:
         c.mode = mode
@@ -217,7 +274,35 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
     c.segment_steps = max(1, min(1024, <Py_ssize_t> (SEGMENT_SECONDS / t) if t > 0 else 1024))
 
 
+def simulate_thread_choice(seconds_per_step, Py_ssize_t segments, int team_members=2):
+    """The modes (1 or ``team_members`` threads) the thread choice runs for ``segments``
+    segments when a step takes ``seconds_per_step(segment, threads)`` seconds: the
+    rule of ``choose_mode`` / ``record_segment`` without a machine, for tests."""
+    cdef ThreadChoice c
+    start_choice(&c, team_members, True)
+    modes = []
+    cdef int mode
+    cdef Py_ssize_t i, steps
+    for i in range(segments):
+        mode = choose_mode(&c)
+        steps = segment_length(&c, mode)
+        threads = team_members if mode else 1
+        record_segment(&c, mode, steps * float(seconds_per_step(i, threads)), steps)
+        modes.append(threads)
+    return modes
+
+
 # ------------------------------------------------------------------ the workspace
+
+def member_buffers(Py_ssize_t members, shape, dtype):
+    """An array (members, *shape), C-contiguous within each member's block, every block
+    starting on a cache line (so no two members' blocks share a line)."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    stride = -(-size * dtype.itemsize // 64) * 64 // dtype.itemsize
+    flat = aligned_empty((members, stride), dtype)
+    return flat[:, :size].reshape((members,) + tuple(shape))
+
 
 cdef class Workspace:
     """Scratch memory, thread team and thread choice for one fit, made once.
@@ -249,12 +334,20 @@ cdef class Workspace:
         slice width is a multiple of their tile (else BLAS all the same); 1 asks for
         the AVX2 kernels even on an AVX-512 CPU. See ``fastmlp._blas`` for when fit
         asks for them.
+    fused_momentum : bool, default True
+        With momentum, update each slice of W1 and its velocity in the write-back of
+        fastmlp's unpacked kernel for its gradient (one pass over both, instead of a
+        BLAS accumulate and a second pass), where the CPU has AVX2 or AVX-512 and the
+        slice width is a multiple of their tile, whatever ``small_gemm`` says. The
+        results agree with the other path to rounding, and each path is deterministic.
     """
     cdef readonly object X_batch, y_batch, w_batch, hidden, d_hidden, logits, grad, d_b1, d_b2
     cdef readonly object grad_W1, grad_W2   # data gradients of W1 and W2, for Nesterov only
+    cdef readonly object W1_slices, V1_slices   # slice-major copies of W1 and V1 (several slices)
     cdef readonly object labels, order
     cdef readonly Py_ssize_t n_slices, gemm_columns
     cdef readonly int small_gemm_isa    # fastmlp's unpacked kernels for the big products (0: BLAS)
+    cdef readonly int momentum_isa      # ... for W1's fused momentum update (0: BLAS and a pass)
     cdef public Py_ssize_t steps     # steps taken by the last sgd_epoch
     cdef team* team
     cdef ThreadChoice choice
@@ -265,7 +358,7 @@ cdef class Workspace:
 
     def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_features, Py_ssize_t n_hidden,
                  Py_ssize_t n_classes, dtype, Py_ssize_t n_slices=1, gemm_columns=None,
-                 max_threads=None, bint adaptive=True, small_gemm=False):
+                 max_threads=None, bint adaptive=True, small_gemm=False, bint fused_momentum=True):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -283,10 +376,21 @@ cdef class Workspace:
             isa = min(isa, int(small_gemm))
         width = small_gemm_width(isa, dtype.itemsize) if isa else 0
         self.small_gemm_isa = isa if width and Hs % width == 0 else 0
-        self.X_batch = aligned_empty((3, B, n_features), dtype)   # batch rows: k%3 (see the table)
-        self.y_batch = np.empty((3, B), dtype=np.int64)            # and their labels
-        self.w_batch = aligned_empty((3, B), dtype)                # and sample weights
+        isa = small_gemm_isa() if fused_momentum else 0
+        width = small_gemm_width(isa, dtype.itemsize) if isa else 0
+        self.momentum_isa = isa if width and Hs % width == 0 else 0
+        members = S if max_threads is None else max(1, min(int(max_threads), S))
+        members = members if THREADS else 1
+        # Each member's own copy of the batch's rows, a whole number of cache lines per
+        # member: the rows a member multiplies are in its core's cache alone.
+        self.X_batch = member_buffers(members, (B, n_features), dtype)
+        self.y_batch = member_buffers(members, (B,), np.int64)     # and their labels
+        self.w_batch = member_buffers(members, (B,), dtype)        # and sample weights
         self.grad_W1 = self.grad_W2 = None                         # see momentum_buffers
+        # W1 by slice, (S, D, Hs), during an epoch (see fold_weights): each thread's
+        # columns of W1 are one block of memory, apart from the other threads'.
+        self.W1_slices = aligned_empty((S, n_features, Hs), dtype) if S > 1 else None
+        self.V1_slices = None
         self.hidden = aligned_empty((S, B, Hs), dtype)            # R = relu(X W1 + b1), by slice
         self.d_hidden = aligned_empty((S, B, Hs), dtype)          # dR, then dA1, by slice
         self.logits = aligned_empty((2, S, B, n_classes), dtype)  # each slice's share of A2, k%2
@@ -295,15 +399,7 @@ cdef class Workspace:
         self.d_b2 = aligned_empty((n_classes,), dtype)
         self.labels = np.empty(0, dtype=np.int64)                  # private copies of y and order
         self.order = np.empty(0, dtype=np.int64)
-        members = S if max_threads is None else max(1, min(int(max_threads), S))
-        self.choice.team_members = members if THREADS else 1
-        self.choice.adaptive = adaptive
-        self.choice.mode = 1 if self.choice.team_members > 1 else 0
-        self.choice.per_step[0] = 0
-        self.choice.per_step[1] = 0
-        self.choice.probe_every = 4
-        self.choice.probe_in = 4
-        self.choice.segment_steps = 1
+        start_choice(&self.choice, members, adaptive)
         self.scale = 1
 
     def __dealloc__(self):
@@ -327,12 +423,16 @@ cdef class Workspace:
                                      self.choice.team_members: self.choice.per_step[1]}}
 
     def momentum_buffers(self):
-        """Allocate (once) the data-gradient buffers of W1 (D, H) and W2 (H, C) that
-        Nesterov's update reads; each slice writes only its own columns / rows."""
+        """Allocate (once) the buffers of momentum: the slice-major copy of W1's velocity
+        (with several slices), and the data-gradient buffers of W1 (laid out as W1 is
+        during an epoch) and W2 (H, C) that Nesterov's update reads; each slice writes
+        only its own part."""
         if self.grad_W1 is None:
             D, H, C = self.X_batch.shape[2], self.d_b1.shape[0], self.d_b2.shape[0]
             self.grad_W1 = aligned_empty((D, H), self.X_batch.dtype)
             self.grad_W2 = aligned_empty((H, C), self.X_batch.dtype)
+            if self.n_slices > 1:
+                self.V1_slices = aligned_empty(self.W1_slices.shape, self.X_batch.dtype)
 
     def check(self, n_features, n_hidden, n_classes, dtype):
         """Raise ValueError unless this workspace fits these sizes and dtype."""
@@ -348,6 +448,10 @@ cdef class Workspace:
             self.team = team_new()
             if self.team == NULL:
                 raise MemoryError("cannot allocate fastmlp's thread team")
+            # Start the threads now, so the first timed segment of the team does not
+            # include starting them.
+            if self.choice.team_members > 1:
+                team_grow(self.team, self.team_members())
         return self.team
 
     cdef int team_members(self):
@@ -369,10 +473,15 @@ cdef class Workspace:
 
 # ------------------------------------------------------------------ the step, by pointers
 
-# The weights (W = scale * V for W1 and W2 during an epoch) and their sizes.
+# The weights (W = scale * V for W1 and W2 during an epoch) and their sizes. Slice sl
+# of W1 is the (D, Hs) block at W1 + sl * W1_step with row stride ld1: in the
+# caller's (D, H) array (W1_step = Hs, ld1 = H), or during an epoch with several
+# slices in the workspace's slice-major copy (W1_step = D * Hs, ld1 = Hs).
 cdef struct Network:
     Py_ssize_t D, H, C, S, Hs, Wc
+    Py_ssize_t W1_step, ld1
     int isa                           # small_gemm_isa() for the big products, or 0: BLAS
+    int momentum_isa                  # the same for W1's update with momentum (fused)
     void* W1
     void* b1
     void* W2
@@ -407,9 +516,10 @@ cdef struct EpochArgs:
     const int64_t* order
     Py_ssize_t M, B, n_batches
     Py_ssize_t first, last            # this segment's batches
-    void* X_batch                     # (3, B, D)
-    int64_t* y_batch                  # (3, B)
-    void* w_batch                     # (3, B), with sample weights
+    void* X_batch                     # per member (B, D), X_stride apart
+    int64_t* y_batch                  # per member (B,), y_stride apart
+    void* w_batch                     # per member (B,), w_stride apart, with sample weights
+    Py_ssize_t X_stride, y_stride, w_stride
     void* hidden                      # (S, B, Hs)
     void* d_hidden                    # (S, B, Hs)
     void* shares                      # (2, S, B, C)
@@ -420,31 +530,32 @@ cdef struct EpochArgs:
     double scale
     double loss
     double correct                    # correct predictions (their weight with sample weights)
+    double first_step_done            # team_clock() when member 0 finished the segment's first step
 
 
 cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, Py_ssize_t sl,
                                double s, floating* R, floating* Z) noexcept nogil:
     """The forward pass of hidden slice sl (units h0 .. h0 + Hs) on nb rows Xb:
 
-        R := relu(s * Xb @ V1[:, h0:h0+Hs] + b1[h0:h0+Hs])
+        R := relu(s * Xb @ V1[:, h0:h0+Hs] + b1[h0:h0+Hs])   (V1's slice: see Network)
         Z := s * R @ V2[h0:h0+Hs]  (+ b2 for the slice at h0 = 0)
 
     so the logits are the sum of every slice's Z. The product with V1 goes in
     column blocks of Wc (see fastmlp._blas.gemm_columns).
     """
-    cdef Py_ssize_t D = net.D, H = net.H, C = net.C, Hs = net.Hs, Wc = net.Wc
+    cdef Py_ssize_t D = net.D, C = net.C, Hs = net.Hs, Wc = net.Wc, ld1 = net.ld1
     cdef Py_ssize_t h0 = sl * Hs, c, i
-    cdef const floating* W1 = <const floating*> net.W1
+    cdef const floating* W1 = <const floating*> net.W1 + sl * net.W1_step
     cdef const floating* W2 = <const floating*> net.W2
     cdef const floating* b2 = <const floating*> net.b2
     if net.isa:
         small_gemm_nn(net.isa, <int> nb, <int> Hs, <int> D, <floating> s,
-                      Xb, <int> D, W1 + h0, <int> H, R, <int> Hs)
+                      Xb, <int> D, W1, <int> ld1, R, <int> Hs)
     else:
         c = 0
         while c < Hs:
             gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s,
-                 Xb, <int> D, W1 + h0 + c, <int> H, <floating> 0, R + c, <int> Hs)
+                 Xb, <int> D, W1 + c, <int> ld1, <floating> 0, R + c, <int> Hs)
             c += Wc
     bias_relu(R, <const floating*> net.b1 + h0, nb, Hs)
     if h0 == 0:
@@ -474,6 +585,9 @@ cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssiz
     Between segments V is the velocity itself (a stop after any segment leaves it so).
     momentum, Nesterov (needs the gradient twice, so it goes through G):
         G := A.T @ Bm;   V := m V - lr (G + 2 reg W);   W := W + m V - lr (G + 2 reg W)
+    momentum, with `isa` (W1's slices where Workspace.momentum_isa): both rules in the
+    write-back of fastmlp's unpacked kernel, one pass over W and V with no buffer:
+        g := A.T @ Bm + 2 reg W;   V := m V - lr g;   W := W + V  (or W + m V - lr g)
 
     With update_vector, the one place where the compiled step changes the weights,
     as reference.sgd_update is in the reference: a new rule is a new branch in both,
@@ -483,6 +597,11 @@ cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssiz
     cdef floating* target = W + off
     cdef floating step = <floating> (-u.lr / (s * u.decay))
     cdef floating lr_decay = <floating> (2 * u.lr * u.reg)
+    if u.momentum != 0 and isa:
+        small_gemm_tn_momentum(isa, <int> rows, <int> cols, <int> k, A, <int> lda, Bm, <int> ldb,
+                               W + off, <floating*> V + off, <int> ld, <floating> u.lr,
+                               <floating> (2 * u.reg), <floating> u.momentum, u.nesterov)
+        return
     if u.momentum != 0 and not u.nesterov:
         target = <floating*> V + off
         step = <floating> -u.lr
@@ -531,8 +650,8 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     """
     cdef Network* net = &a.net
     cdef Update* u = &a.update
-    cdef Py_ssize_t D = net.D, H = net.H, C = net.C, Hs = net.Hs, Wc = net.Wc
-    cdef Py_ssize_t h0 = sl * Hs, B = a.B, c
+    cdef Py_ssize_t D = net.D, C = net.C, Hs = net.Hs, Wc = net.Wc, ld1 = net.ld1
+    cdef Py_ssize_t h0 = sl * Hs, w0 = sl * net.W1_step, B = a.B, c
     cdef floating* W1 = <floating*> net.W1
     cdef floating* W2 = <floating*> net.W2
     cdef floating* R = <floating*> a.hidden + sl * B * Hs
@@ -542,33 +661,32 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
          G, <int> C, W2 + h0 * C, <int> C, <floating> 0, dR, <int> Hs)
     update_matrix(u, h0 * C, C, Hs, C, nb, R, Hs, G, C, W2, u.V2, u.G2, s, 0, first, last)
     relu_backward(dR, R, nb * Hs)
-    if net.isa:     # fastmlp's unpacked kernels take the slice's columns at once
-        update_matrix(u, h0, H, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, net.isa, first, last)
+    cdef int isa = net.isa if u.momentum == 0 else net.momentum_isa
+    if isa:         # fastmlp's unpacked kernels take the slice's columns at once
+        update_matrix(u, w0, ld1, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, isa, first, last)
     else:           # BLAS, in column blocks of Wc
         c = 0
         while c < Hs:
-            update_matrix(u, h0 + c, H, D, min(Wc, Hs - c), nb, Xb, D, dR + c, Hs, W1, u.V1, u.G1, s, 0,
-                          first, last)
+            update_matrix(u, w0 + c, ld1, D, min(Wc, Hs - c), nb, Xb, D, dR + c, Hs, W1, u.V1, u.G1, s,
+                          0, first, last)
             c += Wc
     column_sums(dR, nb, Hs, db1 + h0)
     update_vector(u, <floating*> net.b1, u.Vb1, h0, db1 + h0, Hs)
 
 
-cdef inline void gather_part(EpochArgs* a, Py_ssize_t batch, int member, int n_members,
-                             floating* tag) noexcept nogil:
-    """Member `member` of `n_members` copies its share of minibatch `batch`'s rows
-    (and labels, and sample weights) into the batch buffers batch % 3."""
-    cdef Py_ssize_t D = a.net.D, start = batch * a.B
-    cdef Py_ssize_t nb = min(a.B, a.M - start)
-    cdef Py_ssize_t r0 = nb * member // n_members, r1 = nb * (member + 1) // n_members
-    cdef Py_ssize_t q = batch % 3
+cdef inline void gather_batch(EpochArgs* a, Py_ssize_t batch, int member,
+                              floating* tag) noexcept nogil:
+    """Member `member` copies minibatch `batch`'s rows (and labels, and sample weights)
+    into its own batch buffers."""
+    cdef Py_ssize_t D = a.net.D, B = a.B, start = batch * B
+    cdef Py_ssize_t nb = min(B, a.M - start)
     cdef Py_ssize_t r
     cdef const floating* w = <const floating*> a.w
-    cdef floating* w_out = <floating*> a.w_batch + q * a.B
-    gather_rows(<const floating*> a.X, a.y, D, a.order + start + r0, r1 - r0,
-                <floating*> a.X_batch + (q * a.B + r0) * D, a.y_batch + q * a.B + r0)
+    cdef floating* w_out = <floating*> a.w_batch + member * a.w_stride
+    gather_rows(<const floating*> a.X, a.y, D, a.order + start, nb,
+                <floating*> a.X_batch + member * a.X_stride, a.y_batch + member * a.y_stride)
     if w != NULL:
-        for r in range(r0, r1):
+        for r in range(nb):
             w_out[r] = w[a.order[start + r]]
 
 
@@ -577,32 +695,24 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
     """Member `member`'s part of steps a.first .. a.last - 1 (see the module docstring)."""
     cdef Network* net = &a.net
     cdef Py_ssize_t D = net.D, C = net.C, S = net.S, Hs = net.Hs, B = a.B
-    cdef Py_ssize_t k, nb, p, q, sl
-    cdef floating* Xb
-    cdef int64_t* yb
+    cdef Py_ssize_t k, nb, p, sl
+    cdef floating* Xb = <floating*> a.X_batch + member * a.X_stride
+    cdef int64_t* yb = a.y_batch + member * a.y_stride
     cdef floating* G = <floating*> a.grad + member * B * C
     cdef floating* shares = <floating*> a.shares
     cdef floating* b2 = <floating*> net.b2
     cdef floating* db2 = <floating*> a.d_b2
     cdef double s = a.scale, loss = 0
-    cdef const floating* wq     # the batch's sample weights, or NULL
-    if a.first == 0:
-        gather_part(a, 0, member, n_members, tag)
-        team_barrier(a.team, n_members)
+    cdef const floating* wq = NULL if a.w == NULL else <const floating*> a.w_batch + member * a.w_stride
+    gather_batch(a, a.first, member, tag)
     for k in range(a.first, a.last):
         nb = min(B, a.M - k * B)
         p = k % 2
-        q = k % 3
-        Xb = <floating*> a.X_batch + q * B * D
-        yb = a.y_batch + q * B
-        wq = NULL if a.w == NULL else <const floating*> a.w_batch + q * B
         sl = member
         while sl < S:
             slice_forward(net, Xb, nb, sl, s, <floating*> a.hidden + sl * B * Hs,
                           shares + (p * S + sl) * B * C)
             sl += n_members
-        if k + 1 < a.n_batches:
-            gather_part(a, k + 1, member, n_members, tag)
         team_barrier(a.team, n_members)
 
         # Every member adds the shares in slice order, so all hold the same logits.
@@ -618,15 +728,19 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
         while sl < S:
             slice_backward_and_update(a, Xb, G, nb, sl, s, k == a.first, k + 1 == a.last)
             sl += n_members
+        if member == 0 and k == a.first:
+            a.first_step_done = team_clock()
         if a.update.momentum == 0:    # plain SGD: this step's decay goes into the scale
             s *= a.update.decay
         if s < 0.5:               # fold the scale back into the member's slices
             sl = member
             while sl < S:
-                scale(<floating*> net.W1 + sl * Hs, D, Hs, net.H, <floating> s)
+                scale(<floating*> net.W1 + sl * net.W1_step, D, Hs, net.ld1, <floating> s)
                 scale(<floating*> net.W2 + sl * Hs * C, Hs, C, C, <floating> s)
                 sl += n_members
             s = 1
+        if k + 1 < a.last:
+            gather_batch(a, k + 1, member, tag)
     if member == 0:
         a.scale = s
 
@@ -639,10 +753,29 @@ cdef void epoch_segment_f32(void* args, int member, int n_members) noexcept nogi
     epoch_segment(<EpochArgs*> args, member, n_members, <float*> NULL)
 
 
-cdef inline void fold_scale(Network* net, double s, floating* tag) noexcept nogil:
-    """W1 := s V1, W2 := s V2: the end of an epoch's lazy decay."""
+cdef inline void move_slices(floating* W, floating* W_slices, Network* net, bint into,
+                             double s) noexcept nogil:
+    """Between the caller's (D, H) W and its slice-major copy (S, D, Hs): W_slices := W
+    (into), or W := s * W_slices (back)."""
+    cdef Py_ssize_t sl, D = net.D, H = net.H, Hs = net.Hs
+    for sl in range(net.S):
+        if into:
+            copy_scaled(W + sl * Hs, H, W_slices + sl * D * Hs, Hs, D, Hs, <floating> 1)
+        else:
+            copy_scaled(W_slices + sl * D * Hs, Hs, W + sl * Hs, H, D, Hs, <floating> s)
+
+
+cdef inline void fold_weights(Network* net, floating* W1, floating* V1, Update* u,
+                              double s) noexcept nogil:
+    """The end of an epoch: W1 := s V1 and W2 := s V2 (the lazy decay), W1 and its
+    velocity back from their slice-major copies into the caller's W1 (and V1)."""
+    if net.W1 != <void*> W1:
+        move_slices(W1, <floating*> net.W1, net, False, s)
+        if u.V1 != NULL:
+            move_slices(V1, <floating*> u.V1, net, False, 1)
+    elif s != 1:
+        scale(W1, net.D, net.H, net.H, <floating> s)
     if s != 1:
-        scale(<floating*> net.W1, net.D, net.H, net.H, <floating> s)
         scale(<floating*> net.W2, net.H, net.C, net.C, <floating> s)
 
 
@@ -662,7 +795,10 @@ cdef Network network(Workspace ws, const floating[:, ::1] W1, const floating[::1
     net.Hs = net.H // net.S
     net.Wc = ws.gemm_columns
     net.isa = ws.small_gemm_isa
+    net.momentum_isa = ws.momentum_isa
     net.W1 = <void*> &W1[0, 0]
+    net.W1_step = net.Hs
+    net.ld1 = net.H
     net.b1 = <void*> &b1[0]
     net.W2 = <void*> &W2[0, 0]
     net.b2 = <void*> &b2[0]
@@ -785,17 +921,28 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
 
     cdef const int64_t[::1] y_mv = labels
     cdef const int64_t[::1] order_mv = rows
-    cdef floating[:, :, ::1] Xb = workspace.X_batch
-    cdef int64_t[:, ::1] yb = workspace.y_batch
+    cdef floating[:, :, :] Xb = workspace.X_batch
+    cdef int64_t[:, :] yb = workspace.y_batch
     cdef floating[:, :, ::1] R = workspace.hidden
     cdef floating[:, :, ::1] dR = workspace.d_hidden
     cdef floating[:, :, :, ::1] shares = workspace.logits
     cdef floating[:, :, ::1] G = workspace.grad
     cdef floating[::1] db1 = workspace.d_b1
     cdef floating[::1] db2 = workspace.d_b2
-    cdef floating[:, ::1] wb = workspace.w_batch
+    cdef floating[:, :] wb = workspace.w_batch
 
     a.net = network(workspace, W1, b1, W2, b2)
+    cdef floating[:, :, ::1] W1_slices, V1_slices
+    cdef floating* V1_user = <floating*> a.update.V1
+    if workspace.W1_slices is not None:    # several slices: W1 (and V1) slice-major meanwhile
+        W1_slices = workspace.W1_slices
+        a.net.W1 = &W1_slices[0, 0, 0]
+        a.net.W1_step = D * (H // workspace.n_slices)
+        a.net.ld1 = H // workspace.n_slices
+        if momentum > 0:
+            workspace.momentum_buffers()
+            V1_slices = workspace.V1_slices
+            a.update.V1 = &V1_slices[0, 0, 0]
     a.X = &X[0, 0] if N else NULL
     a.y = &y_mv[0] if N else NULL
     a.order = &order_mv[0] if order_mv.shape[0] else NULL
@@ -805,6 +952,9 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     a.X_batch = &Xb[0, 0, 0]
     a.y_batch = &yb[0, 0]
     a.w_batch = &wb[0, 0]
+    a.X_stride = Xb.strides[0] // sizeof(floating)
+    a.y_stride = yb.strides[0] // sizeof(int64_t)
+    a.w_stride = wb.strides[0] // sizeof(floating)
     a.hidden = &R[0, 0, 0]
     a.d_hidden = &dR[0, 0, 0]
     a.shares = &shares[0, 0, 0, 0]
@@ -822,23 +972,28 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
 
     with nogil:
         fastmlp_running_add(1)
+        if a.net.W1 != <void*> &W1[0, 0]:
+            move_slices(&W1[0, 0], <floating*> a.net.W1, &a.net, True, 1)
+            if V1_user != NULL:
+                move_slices(V1_user, <floating*> a.update.V1, &a.net, True, 1)
         a.first = 0
         while a.first < a.n_batches and not fastmlp_is_stopping():
             mode = choose_mode(choice)
-            # A probe of the mode not in use is short: on a busy machine the team
-            # can be many times slower per step, and the probe costs that.
-            a.last = min(a.n_batches, a.first + (choice.segment_steps if mode == choice.mode
-                                                 else max(1, choice.segment_steps // 4)))
+            a.last = min(a.n_batches, a.first + segment_length(choice, mode))
             started = team_clock()
             team_run(a.team, team_members if mode else 1, task, &a)
-            record_segment(choice, mode, team_clock() - started, a.last - a.first)
+            if mode == choice.mode or a.last - a.first < 2:
+                record_segment(choice, mode, team_clock() - started, a.last - a.first)
+            else:   # a probe, timed without its first step: that one moves the slices'
+                    # weights between the cores' caches, a cost paid once per switch
+                record_segment(choice, mode, team_clock() - a.first_step_done, a.last - a.first - 1)
             a.first = a.last
             if main_thread and a.first < a.n_batches:
                 with gil:
                     signalled = check_signals()
                 if signalled:
                     break
-        fold_scale(&a.net, a.scale, <floating*> NULL)
+        fold_weights(&a.net, &W1[0, 0], V1_user, &a.update, a.scale)
         fastmlp_running_add(-1)
     workspace.steps = a.first
     if signalled:

@@ -10,6 +10,8 @@
  *
  *   small_gemm_nn:  C  = alpha * A @ B        A (m x k), B (k x n), C (m x n)
  *   small_gemm_tn:  C += alpha * A.T @ B      A (k x m), B (k x n), C (m x n)
+ *   small_gemm_tn_momentum: the momentum step with the data gradient A.T @ B, fused
+ *                   into the write-back (one pass over W and its velocity)
  *
  * all row-major with leading dimensions lda, ldb, ldc. A tile is MR rows of C by
  * NV vectors of its columns, held in registers while the sum over k runs; n must
@@ -70,34 +72,84 @@ small_gemm_nn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,       
     }                                                                                    \
 }                                                                                        \
                                                                                          \
+/* acc := A[:, col[0..MR-1]].T @ B[:, j .. j + NV W], the sum over p in order. */        \
+__attribute__((target(TGT), always_inline)) static inline void                           \
+sg_tile_tn_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][SG_NV], int k, const T *A, int lda,       \
+                    const int *col, const T *B, int ldb) {                               \
+    typedef sg_vec_##SUFFIX V;                                                           \
+    for (int i = 0; i < SG_MR; i++)                                                      \
+        for (int v = 0; v < SG_NV; v++)                                                  \
+            acc[i][v] = (V){0};                                                          \
+    for (int p = 0; p < k; p++, A += lda, B += ldb) {                                    \
+        V bv[SG_NV];                                                                     \
+        for (int v = 0; v < SG_NV; v++)                                                  \
+            bv[v] = *(const V *)(B + v * W);                                             \
+        for (int i = 0; i < SG_MR; i++) {                                                \
+            V av = A[col[i]] - (V){0};                                                   \
+            for (int v = 0; v < SG_NV; v++)                                              \
+                acc[i][v] += av * bv[v];                                                 \
+        }                                                                                \
+    }                                                                                    \
+}                                                                                        \
+                                                                                         \
+/* The columns of A that a tile of rows i0 .. i0 + MR of C reads (the last row again     \
+ * past m). */                                                                           \
+__attribute__((always_inline)) static inline void                                        \
+sg_tile_columns_##SUFFIX(int i0, int m, int col[SG_MR]) {                                \
+    for (int i = 0; i < SG_MR; i++)                                                      \
+        col[i] = i0 + i < m ? i0 + i : m - 1;                                            \
+}                                                                                        \
+                                                                                         \
 __attribute__((target(TGT))) static void                                                 \
-small_gemm_tn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,               \
+small_gemm_tn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,                \
                        const T *B, int ldb, T *C, int ldc) {                             \
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
         int col[SG_MR];                                                                  \
-        for (int i = 0; i < SG_MR; i++)                                                  \
-            col[i] = i0 + i < m ? i0 + i : m - 1;                                        \
+        sg_tile_columns_##SUFFIX(i0, m, col);                                            \
         for (int j = 0; j < n; j += SG_NV * W) {                                         \
             V acc[SG_MR][SG_NV];                                                         \
-            for (int i = 0; i < SG_MR; i++)                                              \
-                for (int v = 0; v < SG_NV; v++)                                          \
-                    acc[i][v] = (V){0};                                                  \
-            const T *a = A, *b = B + j;                                                  \
-            for (int p = 0; p < k; p++, a += lda, b += ldb) {                            \
-                V bv[SG_NV];                                                             \
-                for (int v = 0; v < SG_NV; v++)                                          \
-                    bv[v] = *(const V *)(b + v * W);                                     \
-                for (int i = 0; i < SG_MR; i++) {                                        \
-                    V av = a[col[i]] - (V){0};                                           \
-                    for (int v = 0; v < SG_NV; v++)                                      \
-                        acc[i][v] += av * bv[v];                                         \
-                }                                                                        \
-            }                                                                            \
+            sg_tile_tn_##SUFFIX(acc, k, A, lda, col, B + j, ldb);                        \
             for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
                 for (int v = 0; v < SG_NV; v++) {                                        \
                     V *c = (V *)(C + (i0 + i) * (long)ldc + j + v * W);                  \
                     *c = *c + alpha * acc[i][v];                                         \
+                }                                                                        \
+        }                                                                                \
+    }                                                                                    \
+}                                                                                        \
+                                                                                         \
+/* The momentum step on W with the data gradient A.T @ B, in the tile's write-back       \
+ * (one pass over W and its velocity Vel, both m x n with row stride ldc):               \
+ *     g := A.T @ B + reg2 W;   Vel := momentum Vel - lr g;                              \
+ *     W := W + Vel   or, nesterov,   W := W + momentum Vel - lr g */                    \
+__attribute__((target(TGT))) static void                                                 \
+small_gemm_tn_momentum_##SUFFIX(int m, int n, int k, const T *A, int lda, const T *B,    \
+                                int ldb, T *Wt, T *Vel, int ldc, T lr, T reg2, T momentum,\
+                                int nesterov) {                                          \
+    typedef sg_vec_##SUFFIX V;                                                           \
+    for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
+        int col[SG_MR];                                                                  \
+        sg_tile_columns_##SUFFIX(i0, m, col);                                            \
+        for (int j = 0; j < n; j += SG_NV * W) {                                         \
+            /* W and Vel of the next tile, on their way while this one sums */           \
+            int jn = j + SG_NV * W < n ? j + SG_NV * W : 0;                              \
+            int in = j + SG_NV * W < n ? i0 : i0 + SG_MR;                                \
+            for (int i = 0; i < SG_MR && in + i < m; i++)                                \
+                for (int v = 0; v < SG_NV * W; v += 64 / (int)sizeof(T)) {               \
+                    __builtin_prefetch(Wt + (in + i) * (long)ldc + jn + v, 1);           \
+                    __builtin_prefetch(Vel + (in + i) * (long)ldc + jn + v, 1);          \
+                }                                                                        \
+            V acc[SG_MR][SG_NV];                                                         \
+            sg_tile_tn_##SUFFIX(acc, k, A, lda, col, B + j, ldb);                        \
+            for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
+                for (int v = 0; v < SG_NV; v++) {                                        \
+                    long at = (i0 + i) * (long)ldc + j + v * W;                          \
+                    V w = *(V *)(Wt + at);                                               \
+                    V g = acc[i][v] + reg2 * w;                                          \
+                    V vel = momentum * *(V *)(Vel + at) - lr * g;                        \
+                    *(V *)(Vel + at) = vel;                                              \
+                    *(V *)(Wt + at) = nesterov ? w + (momentum * vel - lr * g) : w + vel;\
                 }                                                                        \
         }                                                                                \
     }                                                                                    \
@@ -139,6 +191,18 @@ SG_DISPATCH(small_gemm_nn_s, float)
 SG_DISPATCH(small_gemm_tn_d, double)
 SG_DISPATCH(small_gemm_tn_s, float)
 
+#define SG_DISPATCH_MOMENTUM(NAME, T)                                                    \
+static void NAME(int isa, int m, int n, int k, const T *A, int lda, const T *B, int ldb, \
+                 T *Wt, T *Vel, int ldc, T lr, T reg2, T momentum, int nesterov) {       \
+    if (isa == 2)                                                                        \
+        NAME##_avx512(m, n, k, A, lda, B, ldb, Wt, Vel, ldc, lr, reg2, momentum, nesterov); \
+    else                                                                                 \
+        NAME##_avx2(m, n, k, A, lda, B, ldb, Wt, Vel, ldc, lr, reg2, momentum, nesterov); \
+}
+
+SG_DISPATCH_MOMENTUM(small_gemm_tn_momentum_d, double)
+SG_DISPATCH_MOMENTUM(small_gemm_tn_momentum_s, float)
+
 #else  /* no vector kernels here: callers use BLAS, never these */
 
 static int small_gemm_isa(void) { return 0; }
@@ -150,6 +214,11 @@ SG_NONE(small_gemm_nn_d, double)
 SG_NONE(small_gemm_nn_s, float)
 SG_NONE(small_gemm_tn_d, double)
 SG_NONE(small_gemm_tn_s, float)
+#define SG_NONE_MOMENTUM(NAME, T)                                                        \
+static void NAME(int isa, int m, int n, int k, const T *A, int lda, const T *B, int ldb, \
+                 T *Wt, T *Vel, int ldc, T lr, T reg2, T momentum, int nesterov) { }
+SG_NONE_MOMENTUM(small_gemm_tn_momentum_d, double)
+SG_NONE_MOMENTUM(small_gemm_tn_momentum_s, float)
 
 #endif
 #endif

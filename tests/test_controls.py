@@ -12,7 +12,7 @@ from conftest import tolerance
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastmlp
-from fastmlp import reference
+from fastmlp import kernels, reference
 
 NAMES = ("W1", "b1", "W2", "b2")
 
@@ -201,16 +201,18 @@ def test_compiled_equals_reference(controls, threads, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("threads, slices, columns, small_gemm", [
-    (1, 4, None, False), (4, 4, None, False), (4, 4, 3, False), (2, 4, 5, False), (2, 2, None, True)])
+@pytest.mark.parametrize("threads, slices, columns, small_gemm, fused", [
+    (1, 4, None, False, True), (4, 4, None, False, True), (4, 4, 3, False, True), (2, 4, 5, False, True),
+    (2, 2, None, True, True), (1, 1, None, False, True), (1, 1, 16, False, False), (2, 2, 5, False, True)])
 @pytest.mark.parametrize("momentum, nesterov, weighted", [
     (0.9, False, False), (0.9, True, False), (0.0, False, True), (0.6, True, True)])
 def test_compiled_step_with_controls_on_the_whole_team(momentum, nesterov, weighted, threads, slices,
-                                                       columns, small_gemm, dtype):
+                                                       columns, small_gemm, fused, dtype):
     """sgd_epoch itself, every segment on exactly `threads` members (so each member
     updates the velocities of its own slices), several slices, optional column blocks
-    of the big products or fastmlp's unpacked kernels (where the CPU has them), a
-    partial last batch, 3 epochs: equal to the reference."""
+    of the big products or fastmlp's unpacked kernels (where the CPU has them), W1's
+    momentum update fused into the unpacked kernel or as BLAS and a pass, a partial
+    last batch, 3 epochs: equal to the reference."""
     from _helpers import random_problem
     from fastmlp import _sgd
     rng = np.random.default_rng(7)
@@ -221,7 +223,10 @@ def test_compiled_step_with_controls_on_the_whole_team(momentum, nesterov, weigh
     v_fast = tuple(np.zeros_like(p) for p in init)
     v_ref = tuple(np.zeros_like(p) for p in init)
     ws = _sgd.Workspace(9, 11, 32, 5, dtype, slices, columns, max_threads=threads, adaptive=False,
-                        small_gemm=small_gemm)
+                        small_gemm=small_gemm, fused_momentum=fused)
+    isa = kernels.small_gemm_isa()   # a tile is two vectors wide: 2 x 64 or 2 x 32 bytes
+    width = 2 * (64 if isa == 2 else 32) // np.dtype(dtype).itemsize
+    assert ws.momentum_isa == (isa if fused and isa and (32 // slices) % width == 0 else 0)
     for epoch in range(3):
         order = rng.permutation(43)
         lr = 0.02 / (epoch + 1)

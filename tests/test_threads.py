@@ -245,6 +245,36 @@ def test_adaptive_choice_measures_both_modes():
     assert ws.steps == 10
 
 
+def _modes(seconds_per_step, segments=300):
+    return "".join(str(m) for m in _sgd.simulate_thread_choice(seconds_per_step, segments))
+
+
+def test_thread_choice_settles_on_a_faster_team():
+    modes = _modes(lambda i, threads: 200e-6 if threads == 2 else 300e-6)
+    assert modes[10:].count("2") >= 0.95 * len(modes[10:]), modes
+    assert modes[10:].count("1") <= 8, modes     # probes of one thread back off
+
+
+def test_thread_choice_keeps_one_thread_when_the_team_is_slower():
+    modes = _modes(lambda i, threads: 500e-6 if threads == 2 else 300e-6)
+    assert modes.count("2") <= 10, modes          # the first segment and backed-off probes
+    assert "22" not in modes, modes
+
+
+def test_thread_choice_tries_the_team_afresh_when_one_thread_slows_down():
+    """One thread's segments are 3x slower now and then (the OS took its core): that
+    prompts probes of the team, which must win twice before it runs; it never does here."""
+    modes = _modes(lambda i, threads: 500e-6 if threads == 2 else (900e-6 if i % 10 == 0 else 300e-6))
+    assert "22" not in modes, modes
+    assert modes.count("2") <= 0.25 * len(modes), modes
+
+
+def test_thread_choice_follows_a_change_of_load():
+    modes = _modes(lambda i, threads: (200e-6 if i < 100 else 600e-6) if threads == 2 else 300e-6)
+    assert modes[10:100].count("2") >= 0.9 * 90, modes
+    assert modes[105:].count("1") >= 0.95 * len(modes[105:]), modes
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_concurrent_python_threads_bitwise_equal_to_sequential(dtype):
     """Two Python threads each run sliced epochs at the same time (the GIL is released)."""
