@@ -275,6 +275,7 @@ static int team_run(team *t, int n_members, team_task task, void *args) {
     task(args, 0, 1);
     return 1;
 }
+static int team_grow(team *t, int n_members) { (void)t; (void)n_members; return 1; }
 static void team_barrier(team *t, int n_members) { (void)t; (void)n_members; }
 static int team_usable(team *t) { (void)t; return 1; }
 static void team_free(team *t) { free(t); }
