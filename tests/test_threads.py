@@ -637,8 +637,15 @@ def test_fit_weights_start_on_a_cache_line():
     for name in NAMES:
         assert getattr(model, name).ctypes.data % 64 == 0, name
     ws = _sgd.Workspace(10, 5, 16, 3, np.float32, 2)
-    for buffer in (ws.X_batch, ws.hidden, ws.d_hidden, ws.logits, ws.grad):
+    for buffer in (ws.X_batch, ws.hidden, ws.d_hidden, ws.logits, ws.grad, ws.W1_slices):
         assert buffer.ctypes.data % 64 == 0
+    # each member's batch rows and labels start on a line of their own (no line shared)
+    for buffer in (ws.X_batch, ws.y_batch, ws.w_batch):
+        assert buffer.shape[0] == ws.threads and buffer.strides[0] % 64 == 0, buffer.strides
+    # and so do the weights that benchmarks and fits start from (timings depend on it)
+    from fastmlp._fit import init_params
+    for p in init_params(rng, 5, 16, 3, np.float32):
+        assert p.ctypes.data % 64 == 0
 
 
 # ---------------------------------------------------- 8. fork, interpreter exit and Ctrl-C
