@@ -641,7 +641,8 @@ def test_fit_weights_start_on_a_cache_line():
         assert buffer.ctypes.data % 64 == 0
     # each member's batch rows and labels start on a line of their own (no line shared)
     for buffer in (ws.X_batch, ws.y_batch, ws.w_batch):
-        assert buffer.shape[0] == ws.threads and buffer.strides[0] % 64 == 0, buffer.strides
+        assert buffer.shape[0] == ws.threads
+        assert all(buffer[m].ctypes.data % 64 == 0 for m in range(ws.threads)), buffer.strides
     # and so do the weights that benchmarks and fits start from (timings depend on it)
     from fastmlp._fit import init_params
     for p in init_params(rng, 5, 16, 3, np.float32):
