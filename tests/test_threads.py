@@ -629,6 +629,20 @@ def test_threadpoolctl_sees_and_limits_the_team(monkeypatch):
     assert _trainer_slices() == _rule(_threads.default_threads(), 64)
 
 
+def test_step_products_policy(monkeypatch):
+    """OpenBLAS's small-matrix path where the products fit it in blocks of 16 columns or
+    more; fastmlp's unpacked kernels where it would pack (a large batch) or has no such
+    path."""
+    for has_small_path in (True, False):
+        monkeypatch.setattr(_blas.BlasThreads, "has_small_gemm", lambda self, v=has_small_path: v)
+        # 30 rows x 784 features: 1e6 / (30 * 784) = 42.5 columns fit, so blocks of 32
+        assert _blas.step_products(30, 784, 64) == ((32, False) if has_small_path else (None, True))
+        assert _blas.step_products(30, 784, 16) == ((16, False) if has_small_path else (None, True))
+        # 80 x 784 x 16 > 1e6: OpenBLAS would pack
+        assert _blas.step_products(80, 784, 64) == (None, True)
+        assert _blas.step_products(256, 784, 64) == (None, True)
+
+
 def test_fit_weights_start_on_a_cache_line():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 5))
