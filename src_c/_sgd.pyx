@@ -178,7 +178,7 @@ cdef double SEGMENT_SECONDS = 8e-3
 # busy machine its timing is noisy and a wrong choice costs far more than on an
 # idle one, where the team is much faster than this margin anyway.
 cdef double TEAM_MARGIN = 0.85
-cdef int MAX_PROBE_INTERVAL = 128  # segments between two tries of the mode not in use, at most
+cdef int MAX_PROBE_INTERVAL = 32  # segments between two tries of the mode not in use, at most
 
 cdef struct ThreadChoice:
     int team_members        # members of the threaded mode (1: no choice to make)
