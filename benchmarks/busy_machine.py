@@ -12,7 +12,8 @@ first on the machine as it is ("idle"), then with one CPU-bound competitor proce
 per core running beside it ("busy"), started and stopped by this script. Each
 figure is the median of --repeat epochs after a warm-up, the contenders taking
 turns epoch by epoch; the ratios printed are
-default / 1 thread (target: <= 1.15 when busy), numpy / default (target: >= 1
+default / 1 thread (target: <= 1.15 when busy; also as the median of each round's
+ratio, "paired", the steadier figure on a busy machine), numpy / default (target: >= 1
 when busy, >= 2.5 at the seed shape when idle) and the default's share of the
 large-GEMM peak measured in the same process (target when idle: >= 75% at the
 seed shape, >= 65% elsewhere).
@@ -49,15 +50,22 @@ def contenders(shape, dtype):
 
 
 def measure(shapes, dtypes, repeat, load):
-    """Median seconds per epoch of every contender. Within a shape and dtype the
+    """Median seconds per epoch of every contender, and the median over rounds of the
+    default's epoch over one thread's in the same round. Within a shape and dtype the
     fastmlp contenders take turns, epoch by epoch, so a change of load hits them
     alike; the NumPy reference is timed after them, on its own, since its BLAS
     threads keep spinning for a while after each call and would slow whichever
-    contender came next."""
+    contender came next.
+
+    The paired ratio is the robust one on a busy machine: there the OS often runs
+    fastmlp at two speeds a factor 2 apart (sharing a core with one competitor or
+    not) and switches between them every few epochs, so the medians of two
+    contenders can land in different modes while a round's two epochs mostly share
+    one."""
     import statistics
     import time
 
-    times = {}
+    times, paired = {}, {}
     for shape in shapes:
         for dtype in dtypes:
             made = contenders(shape, dtype)
@@ -78,7 +86,9 @@ def measure(shapes, dtypes, repeat, load):
                         samples[name].append(time.perf_counter() - start)
             for name, values in samples.items():
                 times[shape.label, np.dtype(dtype).name, name] = statistics.median(values)
-    return times
+            paired[shape.label, np.dtype(dtype).name] = statistics.median(
+                d / o for d, o in zip(samples["default"], samples["1 thread"]))
+    return times, paired
 
 
 def main(argv=None):
@@ -96,19 +106,20 @@ def main(argv=None):
     busy = measure(shapes, dtypes, args.repeat, CompetingLoad)
     print()
     print("| shape | dtype | load | default ms | 1 thread ms | team always ms | numpy ms "
-          "| default / 1 thread | numpy / default | default % of peak |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| default / 1 thread | same, paired | numpy / default | default % of peak |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for shape in shapes:
         for dtype in dtypes:
             name = np.dtype(dtype).name
-            for load, times in (("idle", idle), ("busy", busy)):
+            for load, (times, paired) in (("idle", idle), ("busy", busy)):
                 t = {c: times.get((shape.label, name, c)) for c in ("default", "1 thread", "team always", "numpy")}
                 pct = 100 * shape.flops / t["default"] / 1e9 / peaks[name]
                 numpy_ms = f"{t['numpy'] * 1e3:.2f}" if t["numpy"] else "-"
                 numpy_ratio = f"{t['numpy'] / t['default']:.2f}" if t["numpy"] else "-"
                 print(f"| {shape.label} | {name} | {load} | {t['default'] * 1e3:.2f} | "
                       f"{t['1 thread'] * 1e3:.2f} | {t['team always'] * 1e3:.2f} | {numpy_ms} | "
-                      f"{t['default'] / t['1 thread']:.2f} | {numpy_ratio} | {pct:.0f}% |")
+                      f"{t['default'] / t['1 thread']:.2f} | {paired[shape.label, name]:.2f} | {numpy_ratio} "
+                      f"| {pct:.0f}% |")
 
 
 if __name__ == "__main__":
