@@ -20,6 +20,7 @@ import numbers
 
 import numpy as np
 
+from ._threads import aligned_empty
 from ._validation import check_float
 
 SCHEDULES = ("constant", "invscaling", "adaptive")
@@ -124,15 +125,19 @@ class TrainingState:
 
     def prepare(self, params, controls, lr):
         """Ready the state for a fit: velocities of the params' shapes and dtype when
-        momentum is on (kept from a previous fit when they fit), the adaptive rate."""
+        momentum is on (kept from a previous fit when they fit), the adaptive rate.
+        The velocities are fresh arrays starting on a cache line, like the weights: each
+        hidden slice's part is updated by the thread that owns the slice."""
         if controls.momentum > 0:
             fits = (self.velocities is not None
                     and all(v.shape == p.shape for v, p in zip(self.velocities, params)))
-            if fits:
-                self.velocities = tuple(np.array(v, dtype=p.dtype, order="C")
-                                        for v, p in zip(self.velocities, params))
-            else:
-                self.velocities = tuple(np.zeros_like(p) for p in params)
+            old = self.velocities if fits else (None,) * len(params)
+            self.velocities = tuple(aligned_empty(p.shape, p.dtype) for p in params)
+            for v, o in zip(self.velocities, old):
+                if o is None:
+                    v[...] = 0
+                else:
+                    np.copyto(v, o, casting="unsafe")
         if self.base_lr != lr:
             self.base_lr, self.adaptive_lr = lr, None
 

@@ -15,7 +15,7 @@ from ._controls import Controls, TrainingState, sample_weights, validation_split
 from ._model import MLPModel, logits_in_blocks
 from ._blas import BlasThreads, step_products
 from ._plot import check_plot_path
-from ._threads import aligned_copy, n_slices
+from ._threads import aligned_copy, aligned_empty, n_slices
 from ._validation import (
     check_bool,
     check_features,
@@ -75,7 +75,8 @@ def _warn_unused_classes(y, n_classes):
 
 
 def _copy_init(init, n_features, hidden, n_classes, dtype):
-    """Fresh C-contiguous copies of a user's ``init=(W1, b1, W2, b2)`` (never mutated)."""
+    """Fresh C-contiguous, cache-line-aligned copies of a user's ``init=(W1, b1, W2, b2)``
+    (never mutated)."""
     if isinstance(init, MLPModel):
         init = (init.W1, init.b1, init.W2, init.b2)
     if not isinstance(init, (tuple, list)) or len(init) != 4:
@@ -89,8 +90,9 @@ def _copy_init(init, n_features, hidden, n_classes, dtype):
             raise ValueError(f"init {name} is not an array of numbers ({exc})") from None
         if given.dtype.kind not in "biuf":
             raise TypeError(f"init {name} must hold real numbers, got dtype {given.dtype}")
+        a = aligned_empty(given.shape, dtype)   # a cache-line-aligned copy, as init_params makes
         with np.errstate(over="ignore"):
-            a = np.array(given, dtype=dtype, order="C", copy=True)
+            np.copyto(a, given, casting="unsafe")
         if a.shape != shape:
             raise ValueError(f"init {name} has shape {a.shape} but the data and hidden={hidden} "
                              f"need {shape} (n_features={n_features}, n_classes={n_classes})")
@@ -357,11 +359,9 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     if init is None:
         params = init_params(rng, n_features, hidden, n_classes, dtype)
     else:
-        params = tuple(aligned_copy(p) for p in _copy_init(init, n_features, hidden, n_classes, dtype))
+        params = _copy_init(init, n_features, hidden, n_classes, dtype)
     state = init.state.copy() if isinstance(init, MLPModel) and init.state is not None else TrainingState()
     state.prepare(params, controls, lr)
-    if state.velocities is not None:   # owned per hidden slice like the weights: aligned alike
-        state.velocities = tuple(aligned_copy(v) for v in state.velocities)
     trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
 
     history = {"loss": [], "train_acc": [], "test_acc": [], "test_epoch": [], "val_acc": [], "lr": []}

@@ -294,6 +294,13 @@ def simulate_thread_choice(seconds_per_step, Py_ssize_t segments, int team_membe
 
 # ------------------------------------------------------------------ the workspace
 
+cdef int isa_for_slices(int isa, int itemsize, Py_ssize_t slice_width):
+    """`isa` if fastmlp's unpacked kernels can take a slice of this width (a multiple
+    of their tile), else 0 (BLAS)."""
+    cdef int width = small_gemm_width(isa, itemsize) if isa else 0
+    return isa if width and slice_width % width == 0 else 0
+
+
 def member_buffers(Py_ssize_t members, shape, dtype):
     """An array (members, *shape), C-contiguous within each member's block, every block
     starting on a cache line (so no two members' blocks share a line)."""
@@ -374,11 +381,8 @@ cdef class Workspace:
         isa = small_gemm_isa() if small_gemm else 0
         if small_gemm is not True and small_gemm:     # 1: AVX2 even where AVX-512 is there
             isa = min(isa, int(small_gemm))
-        width = small_gemm_width(isa, dtype.itemsize) if isa else 0
-        self.small_gemm_isa = isa if width and Hs % width == 0 else 0
-        isa = small_gemm_isa() if fused_momentum else 0
-        width = small_gemm_width(isa, dtype.itemsize) if isa else 0
-        self.momentum_isa = isa if width and Hs % width == 0 else 0
+        self.small_gemm_isa = isa_for_slices(isa, dtype.itemsize, Hs)
+        self.momentum_isa = isa_for_slices(small_gemm_isa() if fused_momentum else 0, dtype.itemsize, Hs)
         members = S if max_threads is None else max(1, min(int(max_threads), S))
         members = members if THREADS else 1
         # Each member's own copy of the batch's rows, a whole number of cache lines per
@@ -593,7 +597,6 @@ cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssiz
     as reference.sgd_update is in the reference: a new rule is a new branch in both,
     its state next to V in Update.
     """
-    cdef floating* v
     cdef floating* target = W + off
     cdef floating step = <floating> (-u.lr / (s * u.decay))
     cdef floating lr_decay = <floating> (2 * u.lr * u.reg)
@@ -937,8 +940,8 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     if workspace.W1_slices is not None:    # several slices: W1 (and V1) slice-major meanwhile
         W1_slices = workspace.W1_slices
         a.net.W1 = &W1_slices[0, 0, 0]
-        a.net.W1_step = D * (H // workspace.n_slices)
-        a.net.ld1 = H // workspace.n_slices
+        a.net.W1_step = D * a.net.Hs
+        a.net.ld1 = a.net.Hs
         if momentum > 0:
             workspace.momentum_buffers()
             V1_slices = workspace.V1_slices

@@ -37,6 +37,13 @@
 #define SG_MR 6    /* rows of a tile */
 #define SG_NV 2    /* vectors of columns in a tile */
 
+/* The columns of A that a tile of rows i0 .. i0 + MR of C reads in small_gemm_tn (the
+ * last row again past m). */
+static inline void sg_tile_columns(int i0, int m, int col[SG_MR]) {
+    for (int i = 0; i < SG_MR; i++)
+        col[i] = i0 + i < m ? i0 + i : m - 1;
+}
+
 /* One variant: element type T, vector type V of W elements, target string TGT. */
 #define SG_DEFINE(SUFFIX, T, W, TGT)                                                     \
 typedef T sg_vec_##SUFFIX __attribute__((vector_size(sizeof(T) * W), aligned(sizeof(T)))); \
@@ -92,21 +99,13 @@ sg_tile_tn_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][SG_NV], int k, const T *A, int ld
     }                                                                                    \
 }                                                                                        \
                                                                                          \
-/* The columns of A that a tile of rows i0 .. i0 + MR of C reads (the last row again     \
- * past m). */                                                                           \
-__attribute__((always_inline)) static inline void                                        \
-sg_tile_columns_##SUFFIX(int i0, int m, int col[SG_MR]) {                                \
-    for (int i = 0; i < SG_MR; i++)                                                      \
-        col[i] = i0 + i < m ? i0 + i : m - 1;                                            \
-}                                                                                        \
-                                                                                         \
 __attribute__((target(TGT))) static void                                                 \
 small_gemm_tn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,                \
                        const T *B, int ldb, T *C, int ldc) {                             \
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
         int col[SG_MR];                                                                  \
-        sg_tile_columns_##SUFFIX(i0, m, col);                                            \
+        sg_tile_columns(i0, m, col);                                                     \
         for (int j = 0; j < n; j += SG_NV * W) {                                         \
             V acc[SG_MR][SG_NV];                                                         \
             sg_tile_tn_##SUFFIX(acc, k, A, lda, col, B + j, ldb);                        \
@@ -130,7 +129,7 @@ small_gemm_tn_momentum_##SUFFIX(int m, int n, int k, const T *A, int lda, const 
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
         int col[SG_MR];                                                                  \
-        sg_tile_columns_##SUFFIX(i0, m, col);                                            \
+        sg_tile_columns(i0, m, col);                                                     \
         for (int j = 0; j < n; j += SG_NV * W) {                                         \
             /* W and Vel of the next tile, on their way while this one sums */           \
             int jn = j + SG_NV * W < n ? j + SG_NV * W : 0;                              \

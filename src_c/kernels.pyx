@@ -381,13 +381,21 @@ def gemm(alpha, A, B, beta, C, trans_a=False, trans_b=False):
     -------
     C : ndarray
     """
+    trans_a, trans_b, alpha = _product_operands(alpha, A, B, C, trans_a, trans_b)
+    beta = _scalar(beta, "beta", C.dtype)
+    _gemm_mv(trans_a, trans_b, alpha, A, B, beta, C)
+    return C
+
+
+def _product_operands(alpha, A, B, C, trans_a, trans_b):
+    """Check the operands of ``C := alpha * op(A) @ op(B) (+ ...)``, as gemm and small_gemm
+    take them; return ``(trans_a, trans_b, alpha)`` as bools and a float."""
     _float_array(C, "C", 2, writeable=True)
     _float_array(A, "A", 2, dtype=C.dtype)
     _float_array(B, "B", 2, dtype=C.dtype)
     trans_a = _flag(trans_a, "trans_a")
     trans_b = _flag(trans_b, "trans_b")
     alpha = _scalar(alpha, "alpha", C.dtype)
-    beta = _scalar(beta, "beta", C.dtype)
     opA = A.T if trans_a else A
     opB = B.T if trans_b else B
     if opA.shape[1] != opB.shape[0] or C.shape != (opA.shape[0], opB.shape[1]):
@@ -395,12 +403,11 @@ def gemm(alpha, A, B, beta, C, trans_a=False, trans_b=False):
     if 0 in A.shape or 0 in B.shape:
         raise ValueError("A and B must be non-empty")
     for name, X in (("A", A), ("B", B), ("C", C)):
-        if max(X.shape) >= 2**31:  # BLAS takes C int dimensions
+        if max(X.shape) >= 2**31:  # the kernels take C int dimensions
             raise ValueError(f"{name} has shape {X.shape}; BLAS takes dimensions below 2**31, "
                              f"multiply in blocks of rows")
     _apart(C, "C", (A, "A"), (B, "B"))
-    _gemm_mv(trans_a, trans_b, alpha, A, B, beta, C)
-    return C
+    return trans_a, trans_b, alpha
 
 
 def small_gemm_isa():
@@ -432,8 +439,10 @@ def small_gemm(alpha, A, B, C, trans_a=False, isa=None):
     Parameters
     ----------
     alpha : float
-    A, B : ndarray, 2-D, float32 or float64, C-contiguous, non-empty
+        Finite, and representable in the arrays' dtype.
+    A, B : ndarray, 2-D, float32 or float64, C-contiguous, non-empty, dimensions < 2**31
     C : ndarray, same dtype, writeable
+        Must not overlap A or B.
     trans_a : bool, default False
     isa : {1, 2}, optional
         1 for the AVX2 kernels, 2 for AVX-512 (default: the best this CPU has).
@@ -448,16 +457,9 @@ def small_gemm(alpha, A, B, C, trans_a=False, isa=None):
     isa = best if isa is None else int(isa)
     if isa not in (1, 2) or isa > best:
         raise ValueError(f"isa must be 1 (AVX2) or 2 (AVX-512) and at most {best} here, got {isa}")
-    _float_array(C, "C", 2, writeable=True)
-    _float_array(A, "A", 2, dtype=C.dtype)
-    _float_array(B, "B", 2, dtype=C.dtype)
-    opA = A.T if trans_a else A
-    if opA.shape[1] != B.shape[0] or C.shape != (opA.shape[0], B.shape[1]):
-        raise ValueError(f"shapes do not fit: op(A) {opA.shape} @ B {B.shape} into C {C.shape}")
-    if 0 in A.shape or 0 in B.shape:
-        raise ValueError("A and B must be non-empty")
+    trans_a, _, alpha = _product_operands(alpha, A, B, C, trans_a, False)
     width = _small_gemm_width(isa, C.dtype.itemsize)
     if C.shape[1] % width:
         raise ValueError(f"C must have a multiple of {width} columns for these kernels, got {C.shape[1]}")
-    _small_gemm_mv(isa, bool(trans_a), float(alpha), A, B, C)
+    _small_gemm_mv(isa, trans_a, alpha, A, B, C)
     return C

@@ -376,3 +376,11 @@ def test_small_gemm_checks_arguments():
         kernels.small_gemm(1.0, A, B, np.empty((3, 32)), isa=3)
     with pytest.raises(ValueError, match="shapes"):
         kernels.small_gemm(1.0, A, B, np.empty((4, 32)))
+    # the same operand checks as gemm: flags, scalars, overlap
+    with pytest.raises(TypeError, match="trans_a"):
+        kernels.small_gemm(1.0, A, B, np.empty((3, 32)), trans_a="yes")
+    with pytest.raises(ValueError, match="alpha"):
+        kernels.small_gemm(float("nan"), A, B, np.empty((3, 32)))
+    C = np.zeros((4, 32))
+    with pytest.raises(ValueError, match="overlap"):
+        kernels.small_gemm(1.0, C[:, :4].copy(), C, C, trans_a=True)

@@ -662,6 +662,11 @@ def test_fit_weights_start_on_a_cache_line():
     from fastmlp._fit import init_params
     for p in init_params(rng, 5, 16, 3, np.float32):
         assert p.ctypes.data % 64 == 0
+    # weights from init= and the velocities of momentum, too
+    warm = fastmlp.fit(X, y, hidden=16, epochs=1, momentum=0.9, init=(model.W1, model.b1, model.W2, model.b2))
+    for name in NAMES:
+        assert getattr(warm, name).ctypes.data % 64 == 0, name
+    assert all(v.ctypes.data % 64 == 0 for v in warm.state.velocities)
 
 
 # ---------------------------------------------------- 8. fork, interpreter exit and Ctrl-C
