@@ -359,6 +359,8 @@ cdef class Workspace:
     cdef team* team
     cdef ThreadChoice choice
     cdef double scale            # W = scale * V during an epoch (see sgd_epoch)
+    cdef object segment_log      # see log_segments (None: not logging)
+    cdef Py_ssize_t segments_logged
 
     def __cinit__(self):
         self.team = NULL
@@ -405,6 +407,8 @@ cdef class Workspace:
         self.order = np.empty(0, dtype=np.int64)
         start_choice(&self.choice, members, adaptive)
         self.scale = 1
+        self.segment_log = None
+        self.segments_logged = 0
 
     def __dealloc__(self):
         team_free(self.team)
@@ -425,6 +429,24 @@ cdef class Workspace:
         return {"threads": self.choice.team_members if self.choice.mode else 1,
                 "seconds_per_step": {1: self.choice.per_step[0],
                                      self.choice.team_members: self.choice.per_step[1]}}
+
+    def log_segments(self, Py_ssize_t capacity):
+        """Record the next ``capacity`` segments of every later epoch, for diagnosing
+        the thread choice (see ``segments``); 0 stops recording. Clears the record."""
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        self.segment_log = np.zeros((capacity, 4)) if capacity else None
+        self.segments_logged = 0
+
+    @property
+    def segments(self):
+        """The recorded segments (see ``log_segments``), oldest first: an (n, 4) float64
+        array of rows (threads, steps, seconds, start), where ``threads`` is 1 or the
+        team's, ``seconds`` the segment's wall time including its first step, and
+        ``start`` a monotonic clock in seconds."""
+        if self.segment_log is None:
+            return np.zeros((0, 4))
+        return self.segment_log[:self.segments_logged].copy()
 
     def momentum_buffers(self):
         """Allocate (once) the buffers of momentum: the slice-major copy of W1's velocity
@@ -971,7 +993,9 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     cdef team_task task = epoch_segment_f64 if floating is double else epoch_segment_f32
     cdef ThreadChoice* choice = &workspace.choice
     cdef int mode, signalled = 0, team_members = workspace.team_members()
-    cdef double started
+    cdef double started, timed
+    cdef double[:, ::1] seg_log = workspace.segment_log
+    cdef Py_ssize_t n_log = workspace.segments_logged
 
     with nogil:
         fastmlp_running_add(1)
@@ -985,11 +1009,18 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
             a.last = min(a.n_batches, a.first + segment_length(choice, mode))
             started = team_clock()
             team_run(a.team, team_members if mode else 1, task, &a)
+            timed = team_clock()
+            if seg_log is not None and n_log < seg_log.shape[0]:
+                seg_log[n_log, 0] = team_members if mode else 1
+                seg_log[n_log, 1] = a.last - a.first
+                seg_log[n_log, 2] = timed - started
+                seg_log[n_log, 3] = started
+                n_log += 1
             if mode == choice.mode or a.last - a.first < 2:
-                record_segment(choice, mode, team_clock() - started, a.last - a.first)
+                record_segment(choice, mode, timed - started, a.last - a.first)
             else:   # a probe, timed without its first step: that one moves the slices'
                     # weights between the cores' caches, a cost paid once per switch
-                record_segment(choice, mode, team_clock() - a.first_step_done, a.last - a.first - 1)
+                record_segment(choice, mode, timed - a.first_step_done, a.last - a.first - 1)
             a.first = a.last
             if main_thread and a.first < a.n_batches:
                 with gil:
@@ -999,6 +1030,7 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
         fold_weights(&a.net, &W1[0, 0], V1_user, &a.update, a.scale)
         fastmlp_running_add(-1)
     workspace.steps = a.first
+    workspace.segments_logged = n_log
     if signalled:
         raise_pending()
     if sample_weight is None:

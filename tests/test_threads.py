@@ -245,6 +245,33 @@ def test_adaptive_choice_measures_both_modes():
     assert ws.steps == 10
 
 
+def test_segment_log_records_every_step_of_the_epochs():
+    """``log_segments`` records each segment's thread count and steps: together they
+    are every step of the epochs, in segments of one thread or of the whole team, in
+    time order; the record stops at its capacity and starts afresh when asked."""
+    X, y, order, init = _determinism_problem()
+    ws = _sgd.Workspace(7, 13, 32, 5, np.float64, 2)
+    params = tuple(p.copy() for p in init)
+    n_batches = -(-len(order) // 7)
+    assert ws.segments.shape == (0, 4)
+    ws.log_segments(10_000)
+    for _ in range(3):
+        _sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 1.0)
+    seg = ws.segments
+    assert seg.shape[1] == 4 and seg[:, 1].sum() == 3 * n_batches
+    assert set(seg[:, 0]) <= {1.0, float(ws.threads)} and np.all(seg[:, 1] >= 1)
+    assert np.all(seg[:, 2] > 0) and np.all(np.diff(seg[:, 3]) > 0)
+    ws.log_segments(2)
+    _sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 1.0)
+    seg = ws.segments      # full, or the whole epoch fitted in fewer segments
+    assert len(seg) == 2 or (len(seg) == 1 and seg[0, 1] == n_batches)
+    ws.log_segments(0)
+    _sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 1.0)
+    assert ws.segments.shape == (0, 4)
+    with pytest.raises(ValueError, match="capacity"):
+        ws.log_segments(-1)
+
+
 def _modes(seconds_per_step, segments=300):
     return "".join(str(m) for m in _sgd.simulate_thread_choice(seconds_per_step, segments))
 
