@@ -331,7 +331,10 @@ cdef class Workspace:
         Must divide ``n_hidden``.
     gemm_columns : int, optional
         Column block of the two big products of a step (default: all the columns
-        of a slice, i.e. no blocking); see ``fastmlp._blas.gemm_columns``.
+        of a slice, i.e. no blocking); see ``fastmlp._blas.gemm_columns``. During
+        an epoch W1 is held in a copy made of blocks of that many columns
+        (``W1_blocks``, ``block_width``; of a slice's columns where the block does
+        not divide a slice), so that each product reads one run of memory.
     max_threads : int, optional
         Threads the team may use, at most ``n_slices`` (default: ``n_slices``; 1
         in a build without threads).
