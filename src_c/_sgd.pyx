@@ -34,10 +34,13 @@ One step, for batch k of an epoch (buffers in ``Workspace``)::
 Each member gathers every row of the batch into its own buffer Xb_m (and the
 labels, and the sample weights wb_m, by which G_m's rows are then scaled): copying
 the rows twice costs less than moving half of them from the other core's cache
-at every step. A segment starts with each member gathering its first batch. With
-several slices W1 is held slice-major for the epoch (``Workspace.W1_slices``, and
-V1 with momentum), so each member's columns are one block of memory and no
-prefetcher pulls another member's lines; ``fold_weights`` writes it back. With
+at every step. A segment starts with each member gathering its first batch. During
+an epoch W1 is held block-major (``Workspace.W1_blocks``, and V1 with momentum):
+each column block that a product of the step takes at once is one run of memory,
+and each member's slice is one run of blocks. So a product reads its block
+sequentially, not a few cache lines of every row of W1 (which at H=512 made one
+thread's epoch 2x slower), and no prefetcher pulls another member's lines;
+``fold_weights`` writes it back. With
 momentum, slice s also owns its part of V1 and of the Nesterov gradient buffer
 gW1, its rows of V2 and gW2, its entries of Vb1; member 0 owns Vb2. The updates
 themselves are ``update_matrix`` / ``update_vector``: the one place where the
@@ -328,7 +331,10 @@ cdef class Workspace:
         Must divide ``n_hidden``.
     gemm_columns : int, optional
         Column block of the two big products of a step (default: all the columns
-        of a slice, i.e. no blocking); see ``fastmlp._blas.gemm_columns``.
+        of a slice, i.e. no blocking); see ``fastmlp._blas.gemm_columns``. During
+        an epoch W1 is held in a copy made of blocks of that many columns
+        (``W1_blocks``, ``block_width``; of a slice's columns where the block does
+        not divide a slice), so that each product reads one run of memory.
     max_threads : int, optional
         Threads the team may use, at most ``n_slices`` (default: ``n_slices``; 1
         in a build without threads).
@@ -350,15 +356,18 @@ cdef class Workspace:
     """
     cdef readonly object X_batch, y_batch, w_batch, hidden, d_hidden, logits, grad, d_b1, d_b2
     cdef readonly object grad_W1, grad_W2   # data gradients of W1 and W2, for Nesterov only
-    cdef readonly object W1_slices, V1_slices   # slice-major copies of W1 and V1 (several slices)
+    cdef readonly object W1_blocks, V1_blocks   # block-major copies of W1 and V1 (see __init__)
     cdef readonly object labels, order
     cdef readonly Py_ssize_t n_slices, gemm_columns
+    cdef readonly Py_ssize_t block_width   # columns of W1 per block of its copy, W1_blocks
     cdef readonly int small_gemm_isa    # fastmlp's unpacked kernels for the big products (0: BLAS)
     cdef readonly int momentum_isa      # ... for W1's fused momentum update (0: BLAS and a pass)
     cdef public Py_ssize_t steps     # steps taken by the last sgd_epoch
     cdef team* team
     cdef ThreadChoice choice
     cdef double scale            # W = scale * V during an epoch (see sgd_epoch)
+    cdef object segment_log      # see log_segments (None: not logging)
+    cdef Py_ssize_t segments_logged
 
     def __cinit__(self):
         self.team = NULL
@@ -383,6 +392,14 @@ cdef class Workspace:
             isa = min(isa, int(small_gemm))
         self.small_gemm_isa = isa_for_slices(isa, dtype.itemsize, Hs)
         self.momentum_isa = isa_for_slices(small_gemm_isa() if fused_momentum else 0, dtype.itemsize, Hs)
+        # W1 in blocks of the columns that a product takes at once: gemm_columns where
+        # they divide a slice (and fastmlp's kernels, where used, can take them), else
+        # the slice's.
+        Wb = self.gemm_columns
+        if Hs % Wb or any(isa_for_slices(i, dtype.itemsize, Wb) == 0
+                          for i in (self.small_gemm_isa, self.momentum_isa) if i):
+            Wb = Hs
+        self.block_width = Wb
         members = S if max_threads is None else max(1, min(int(max_threads), S))
         members = members if THREADS else 1
         # Each member's own copy of the batch's rows, a whole number of cache lines per
@@ -391,10 +408,11 @@ cdef class Workspace:
         self.y_batch = member_buffers(members, (B,), np.int64)     # and their labels
         self.w_batch = member_buffers(members, (B,), dtype)        # and sample weights
         self.grad_W1 = self.grad_W2 = None                         # see momentum_buffers
-        # W1 by slice, (S, D, Hs), during an epoch (see fold_weights): each thread's
-        # columns of W1 are one block of memory, apart from the other threads'.
-        self.W1_slices = aligned_empty((S, n_features, Hs), dtype) if S > 1 else None
-        self.V1_slices = None
+        # W1 by block, (H / Wb, D, Wb), during an epoch (see fold_weights): each block
+        # one run of memory, each thread's slice a run of whole blocks, apart from the
+        # other threads'. Block b holds columns b*Wb:(b+1)*Wb.
+        self.W1_blocks = aligned_empty((n_hidden // Wb, n_features, Wb), dtype) if n_hidden > Wb else None
+        self.V1_blocks = None
         self.hidden = aligned_empty((S, B, Hs), dtype)            # R = relu(X W1 + b1), by slice
         self.d_hidden = aligned_empty((S, B, Hs), dtype)          # dR, then dA1, by slice
         self.logits = aligned_empty((2, S, B, n_classes), dtype)  # each slice's share of A2, k%2
@@ -405,6 +423,8 @@ cdef class Workspace:
         self.order = np.empty(0, dtype=np.int64)
         start_choice(&self.choice, members, adaptive)
         self.scale = 1
+        self.segment_log = None
+        self.segments_logged = 0
 
     def __dealloc__(self):
         team_free(self.team)
@@ -426,17 +446,35 @@ cdef class Workspace:
                 "seconds_per_step": {1: self.choice.per_step[0],
                                      self.choice.team_members: self.choice.per_step[1]}}
 
+    def log_segments(self, Py_ssize_t capacity):
+        """Record the next ``capacity`` segments of every later epoch, for diagnosing
+        the thread choice (see ``segments``); 0 stops recording. Clears the record."""
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        self.segment_log = np.zeros((capacity, 4)) if capacity else None
+        self.segments_logged = 0
+
+    @property
+    def segments(self):
+        """The recorded segments (see ``log_segments``), oldest first: an (n, 4) float64
+        array of rows (threads, steps, seconds, start), where ``threads`` is 1 or the
+        team's, ``seconds`` the segment's wall time including its first step, and
+        ``start`` a monotonic clock in seconds."""
+        if self.segment_log is None:
+            return np.zeros((0, 4))
+        return self.segment_log[:self.segments_logged].copy()
+
     def momentum_buffers(self):
-        """Allocate (once) the buffers of momentum: the slice-major copy of W1's velocity
-        (with several slices), and the data-gradient buffers of W1 (laid out as W1 is
+        """Allocate (once) the buffers of momentum: the block-major copy of W1's velocity
+        (where W1 has one), and the data-gradient buffers of W1 (laid out as W1 is
         during an epoch) and W2 (H, C) that Nesterov's update reads; each slice writes
         only its own part."""
         if self.grad_W1 is None:
             D, H, C = self.X_batch.shape[2], self.d_b1.shape[0], self.d_b2.shape[0]
             self.grad_W1 = aligned_empty((D, H), self.X_batch.dtype)
             self.grad_W2 = aligned_empty((H, C), self.X_batch.dtype)
-            if self.n_slices > 1:
-                self.V1_slices = aligned_empty(self.W1_slices.shape, self.X_batch.dtype)
+            if self.W1_blocks is not None:
+                self.V1_blocks = aligned_empty(self.W1_blocks.shape, self.X_batch.dtype)
 
     def check(self, n_features, n_hidden, n_classes, dtype):
         """Raise ValueError unless this workspace fits these sizes and dtype."""
@@ -477,10 +515,11 @@ cdef class Workspace:
 
 # ------------------------------------------------------------------ the step, by pointers
 
-# The weights (W = scale * V for W1 and W2 during an epoch) and their sizes. Slice sl
-# of W1 is the (D, Hs) block at W1 + sl * W1_step with row stride ld1: in the
-# caller's (D, H) array (W1_step = Hs, ld1 = H), or during an epoch with several
-# slices in the workspace's slice-major copy (W1_step = D * Hs, ld1 = Hs).
+# The weights (W = scale * V for W1 and W2 during an epoch) and their sizes. W1 is
+# stored in blocks of ld1 columns, block after block, each (D, ld1) with row stride
+# ld1, and slice sl starts at W1 + sl * W1_step: in the caller's (D, H) array one
+# block (ld1 = H, W1_step = Hs), or during an epoch the workspace's block-major copy
+# (ld1 = Workspace.block_width, W1_step = D * Hs). See w1_offset.
 cdef struct Network:
     Py_ssize_t D, H, C, S, Hs, Wc
     Py_ssize_t W1_step, ld1
@@ -537,6 +576,19 @@ cdef struct EpochArgs:
     double first_step_done            # team_clock() when member 0 finished the segment's first step
 
 
+cdef inline Py_ssize_t w1_offset(Network* net, Py_ssize_t sl, Py_ssize_t c) noexcept nogil:
+    """Where W1[0, sl * Hs + c] is stored, from net.W1 (row stride net.ld1 from there
+    to the end of c's block)."""
+    return sl * net.W1_step + (c // net.ld1) * net.D * net.ld1 + c % net.ld1
+
+
+cdef inline Py_ssize_t product_columns(Network* net, int isa) noexcept nogil:
+    """Columns of W1 that one of a step's big products takes: BLAS's column block
+    (Wc, see fastmlp._blas.gemm_columns), or with fastmlp's kernels (`isa`) a whole
+    block of W1's storage (at most the slice)."""
+    return min(net.ld1, net.Hs) if isa else net.Wc
+
+
 cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, Py_ssize_t sl,
                                double s, floating* R, floating* Z) noexcept nogil:
     """The forward pass of hidden slice sl (units h0 .. h0 + Hs) on nb rows Xb:
@@ -545,22 +597,21 @@ cdef inline void slice_forward(Network* net, const floating* Xb, Py_ssize_t nb, 
         Z := s * R @ V2[h0:h0+Hs]  (+ b2 for the slice at h0 = 0)
 
     so the logits are the sum of every slice's Z. The product with V1 goes in
-    column blocks of Wc (see fastmlp._blas.gemm_columns).
+    column blocks (see product_columns).
     """
-    cdef Py_ssize_t D = net.D, C = net.C, Hs = net.Hs, Wc = net.Wc, ld1 = net.ld1
-    cdef Py_ssize_t h0 = sl * Hs, c, i
-    cdef const floating* W1 = <const floating*> net.W1 + sl * net.W1_step
+    cdef Py_ssize_t D = net.D, C = net.C, Hs = net.Hs, ld1 = net.ld1
+    cdef Py_ssize_t h0 = sl * Hs, width = product_columns(net, net.isa), c = 0, i
+    cdef const floating* W1 = <const floating*> net.W1
     cdef const floating* W2 = <const floating*> net.W2
     cdef const floating* b2 = <const floating*> net.b2
-    if net.isa:
-        small_gemm_nn(net.isa, <int> nb, <int> Hs, <int> D, <floating> s,
-                      Xb, <int> D, W1, <int> ld1, R, <int> Hs)
-    else:
-        c = 0
-        while c < Hs:
-            gemm(False, False, <int> nb, <int> min(Wc, Hs - c), <int> D, <floating> s,
-                 Xb, <int> D, W1 + c, <int> ld1, <floating> 0, R + c, <int> Hs)
-            c += Wc
+    while c < Hs:
+        if net.isa:
+            small_gemm_nn(net.isa, <int> nb, <int> min(width, Hs - c), <int> D, <floating> s,
+                          Xb, <int> D, W1 + w1_offset(net, sl, c), <int> ld1, R + c, <int> Hs)
+        else:
+            gemm(False, False, <int> nb, <int> min(width, Hs - c), <int> D, <floating> s,
+                 Xb, <int> D, W1 + w1_offset(net, sl, c), <int> ld1, <floating> 0, R + c, <int> Hs)
+        c += width
     bias_relu(R, <const floating*> net.b1 + h0, nb, Hs)
     if h0 == 0:
         for i in range(nb):
@@ -653,8 +704,8 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     """
     cdef Network* net = &a.net
     cdef Update* u = &a.update
-    cdef Py_ssize_t D = net.D, C = net.C, Hs = net.Hs, Wc = net.Wc, ld1 = net.ld1
-    cdef Py_ssize_t h0 = sl * Hs, w0 = sl * net.W1_step, B = a.B, c
+    cdef Py_ssize_t D = net.D, C = net.C, Hs = net.Hs, ld1 = net.ld1
+    cdef Py_ssize_t h0 = sl * Hs, B = a.B, c = 0, width
     cdef floating* W1 = <floating*> net.W1
     cdef floating* W2 = <floating*> net.W2
     cdef floating* R = <floating*> a.hidden + sl * B * Hs
@@ -665,14 +716,11 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     update_matrix(u, h0 * C, C, Hs, C, nb, R, Hs, G, C, W2, u.V2, u.G2, s, 0, first, last)
     relu_backward(dR, R, nb * Hs)
     cdef int isa = net.isa if u.momentum == 0 else net.momentum_isa
-    if isa:         # fastmlp's unpacked kernels take the slice's columns at once
-        update_matrix(u, w0, ld1, D, Hs, nb, Xb, D, dR, Hs, W1, u.V1, u.G1, s, isa, first, last)
-    else:           # BLAS, in column blocks of Wc
-        c = 0
-        while c < Hs:
-            update_matrix(u, w0 + c, ld1, D, min(Wc, Hs - c), nb, Xb, D, dR + c, Hs, W1, u.V1, u.G1, s,
-                          0, first, last)
-            c += Wc
+    width = product_columns(net, isa)
+    while c < Hs:
+        update_matrix(u, w1_offset(net, sl, c), ld1, D, min(width, Hs - c), nb, Xb, D, dR + c, Hs,
+                      W1, u.V1, u.G1, s, isa, first, last)
+        c += width
     column_sums(dR, nb, Hs, db1 + h0)
     update_vector(u, <floating*> net.b1, u.Vb1, h0, db1 + h0, Hs)
 
@@ -698,7 +746,7 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
     """Member `member`'s part of steps a.first .. a.last - 1 (see the module docstring)."""
     cdef Network* net = &a.net
     cdef Py_ssize_t D = net.D, C = net.C, S = net.S, Hs = net.Hs, B = a.B
-    cdef Py_ssize_t k, nb, p, sl
+    cdef Py_ssize_t k, nb, p, sl, c
     cdef floating* Xb = <floating*> a.X_batch + member * a.X_stride
     cdef int64_t* yb = a.y_batch + member * a.y_stride
     cdef floating* G = <floating*> a.grad + member * B * C
@@ -738,7 +786,11 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
         if s < 0.5:               # fold the scale back into the member's slices
             sl = member
             while sl < S:
-                scale(<floating*> net.W1 + sl * net.W1_step, D, Hs, net.ld1, <floating> s)
+                c = 0
+                while c < Hs:
+                    scale(<floating*> net.W1 + w1_offset(net, sl, c), D, min(net.ld1, Hs - c),
+                          net.ld1, <floating> s)
+                    c += net.ld1
                 scale(<floating*> net.W2 + sl * Hs * C, Hs, C, C, <floating> s)
                 sl += n_members
             s = 1
@@ -756,26 +808,32 @@ cdef void epoch_segment_f32(void* args, int member, int n_members) noexcept nogi
     epoch_segment(<EpochArgs*> args, member, n_members, <float*> NULL)
 
 
-cdef inline void move_slices(floating* W, floating* W_slices, Network* net, bint into,
+cdef inline void move_blocks(floating* W, floating* W_blocks, Network* net, bint into,
                              double s) noexcept nogil:
-    """Between the caller's (D, H) W and its slice-major copy (S, D, Hs): W_slices := W
-    (into), or W := s * W_slices (back)."""
-    cdef Py_ssize_t sl, D = net.D, H = net.H, Hs = net.Hs
+    """Between the caller's (D, H) W and its block-major copy (laid out as net says):
+    W_blocks := W (into), or W := s * W_blocks (back)."""
+    cdef Py_ssize_t sl, c, D = net.D, H = net.H, Hs = net.Hs, ld = net.ld1, width
     for sl in range(net.S):
-        if into:
-            copy_scaled(W + sl * Hs, H, W_slices + sl * D * Hs, Hs, D, Hs, <floating> 1)
-        else:
-            copy_scaled(W_slices + sl * D * Hs, Hs, W + sl * Hs, H, D, Hs, <floating> s)
+        c = 0
+        while c < Hs:
+            width = min(ld, Hs - c)
+            if into:
+                copy_scaled(W + sl * Hs + c, H, W_blocks + w1_offset(net, sl, c), ld, D, width,
+                            <floating> 1)
+            else:
+                copy_scaled(W_blocks + w1_offset(net, sl, c), ld, W + sl * Hs + c, H, D, width,
+                            <floating> s)
+            c += ld
 
 
 cdef inline void fold_weights(Network* net, floating* W1, floating* V1, Update* u,
                               double s) noexcept nogil:
     """The end of an epoch: W1 := s V1 and W2 := s V2 (the lazy decay), W1 and its
-    velocity back from their slice-major copies into the caller's W1 (and V1)."""
+    velocity back from their block-major copies into the caller's W1 (and V1)."""
     if net.W1 != <void*> W1:
-        move_slices(W1, <floating*> net.W1, net, False, s)
+        move_blocks(W1, <floating*> net.W1, net, False, s)
         if u.V1 != NULL:
-            move_slices(V1, <floating*> u.V1, net, False, 1)
+            move_blocks(V1, <floating*> u.V1, net, False, 1)
     elif s != 1:
         scale(W1, net.D, net.H, net.H, <floating> s)
     if s != 1:
@@ -935,17 +993,17 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     cdef floating[:, :] wb = workspace.w_batch
 
     a.net = network(workspace, W1, b1, W2, b2)
-    cdef floating[:, :, ::1] W1_slices, V1_slices
+    cdef floating[:, :, ::1] W1_blocks, V1_blocks
     cdef floating* V1_user = <floating*> a.update.V1
-    if workspace.W1_slices is not None:    # several slices: W1 (and V1) slice-major meanwhile
-        W1_slices = workspace.W1_slices
-        a.net.W1 = &W1_slices[0, 0, 0]
+    if workspace.W1_blocks is not None:    # W1 (and V1) block-major meanwhile
+        W1_blocks = workspace.W1_blocks
+        a.net.W1 = &W1_blocks[0, 0, 0]
         a.net.W1_step = D * a.net.Hs
-        a.net.ld1 = a.net.Hs
+        a.net.ld1 = workspace.block_width
         if momentum > 0:
             workspace.momentum_buffers()
-            V1_slices = workspace.V1_slices
-            a.update.V1 = &V1_slices[0, 0, 0]
+            V1_blocks = workspace.V1_blocks
+            a.update.V1 = &V1_blocks[0, 0, 0]
     a.X = &X[0, 0] if N else NULL
     a.y = &y_mv[0] if N else NULL
     a.order = &order_mv[0] if order_mv.shape[0] else NULL
@@ -971,25 +1029,34 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     cdef team_task task = epoch_segment_f64 if floating is double else epoch_segment_f32
     cdef ThreadChoice* choice = &workspace.choice
     cdef int mode, signalled = 0, team_members = workspace.team_members()
-    cdef double started
+    cdef double started, timed
+    cdef double[:, ::1] seg_log = workspace.segment_log
+    cdef Py_ssize_t n_log = workspace.segments_logged
 
     with nogil:
         fastmlp_running_add(1)
         if a.net.W1 != <void*> &W1[0, 0]:
-            move_slices(&W1[0, 0], <floating*> a.net.W1, &a.net, True, 1)
+            move_blocks(&W1[0, 0], <floating*> a.net.W1, &a.net, True, 1)
             if V1_user != NULL:
-                move_slices(V1_user, <floating*> a.update.V1, &a.net, True, 1)
+                move_blocks(V1_user, <floating*> a.update.V1, &a.net, True, 1)
         a.first = 0
         while a.first < a.n_batches and not fastmlp_is_stopping():
             mode = choose_mode(choice)
             a.last = min(a.n_batches, a.first + segment_length(choice, mode))
             started = team_clock()
             team_run(a.team, team_members if mode else 1, task, &a)
+            timed = team_clock()
+            if seg_log is not None and n_log < seg_log.shape[0]:
+                seg_log[n_log, 0] = team_members if mode else 1
+                seg_log[n_log, 1] = a.last - a.first
+                seg_log[n_log, 2] = timed - started
+                seg_log[n_log, 3] = started
+                n_log += 1
             if mode == choice.mode or a.last - a.first < 2:
-                record_segment(choice, mode, team_clock() - started, a.last - a.first)
+                record_segment(choice, mode, timed - started, a.last - a.first)
             else:   # a probe, timed without its first step: that one moves the slices'
                     # weights between the cores' caches, a cost paid once per switch
-                record_segment(choice, mode, team_clock() - a.first_step_done, a.last - a.first - 1)
+                record_segment(choice, mode, timed - a.first_step_done, a.last - a.first - 1)
             a.first = a.last
             if main_thread and a.first < a.n_batches:
                 with gil:
@@ -999,6 +1066,7 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
         fold_weights(&a.net, &W1[0, 0], V1_user, &a.update, a.scale)
         fastmlp_running_add(-1)
     workspace.steps = a.first
+    workspace.segments_logged = n_log
     if signalled:
         raise_pending()
     if sample_weight is None:

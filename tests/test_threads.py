@@ -92,6 +92,32 @@ def test_sliced_epoch_matches_reference(n_slices, gemm_columns, case, dtype, rng
     assert np.array_equal(order, order_before)
 
 
+@pytest.mark.parametrize("n_slices, gemm_columns, width", [
+    (2, 16, 16),      # blocks of the products' columns
+    (2, 24, 32),      # 24 does not divide a slice of 32: blocks of a slice
+    (1, 16, 16),      # one slice, several blocks
+    (1, None, None),  # one block: no copy
+])
+def test_w1_is_held_in_blocks_of_the_product_columns(n_slices, gemm_columns, width, rng):
+    """During an epoch W1 lives in the workspace's block-major copy, one block per column
+    block that a product takes; the copy goes back exactly (a step of 1e-300 leaves
+    the weights as they were)."""
+    _skip_unless_runnable(n_slices, 64)
+    ws = _sgd.Workspace(10, 7, 64, 3, np.float64, n_slices, gemm_columns)
+    if width is None:
+        assert ws.W1_blocks is None and ws.block_width == 64
+    else:
+        assert ws.block_width == width and ws.W1_blocks.shape == (64 // width, 7, width)
+    X, y, init = random_problem(rng, 25, 7, 64, 3, np.float64)
+    params = [p.copy() for p in init]
+    order = rng.permutation(25).astype(np.int64)
+    _sgd.sgd_epoch(X, y, order, *params, ws, 1e-300, 0.0)
+    assert np.array_equal(params[0], init[0]) and np.array_equal(params[2], init[2])
+    if width is not None:   # and the copy holds W1 block by block
+        blocks = np.stack([init[0][:, b * width:(b + 1) * width] for b in range(64 // width)])
+        assert np.array_equal(ws.W1_blocks, blocks)
+
+
 @pytest.mark.parametrize("n_slices", [1, 2, 4])
 def test_sliced_epochs_chain_and_repeat_rows(n_slices, rng, tol):
     """Several epochs on one workspace (its buffers reused), ``order`` repeating rows."""
@@ -243,6 +269,33 @@ def test_adaptive_choice_measures_both_modes():
     faster = min(per_step, key=per_step.get)
     assert choice["threads"] in (1, 2)
     assert ws.steps == 10
+
+
+def test_segment_log_records_every_step_of_the_epochs():
+    """``log_segments`` records each segment's thread count and steps: together they
+    are every step of the epochs, in segments of one thread or of the whole team, in
+    time order; the record stops at its capacity and starts afresh when asked."""
+    X, y, order, init = _determinism_problem()
+    ws = _sgd.Workspace(7, 13, 32, 5, np.float64, 2)
+    params = tuple(p.copy() for p in init)
+    n_batches = -(-len(order) // 7)
+    assert ws.segments.shape == (0, 4)
+    ws.log_segments(10_000)
+    for _ in range(3):
+        _sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 1.0)
+    seg = ws.segments
+    assert seg.shape[1] == 4 and seg[:, 1].sum() == 3 * n_batches
+    assert set(seg[:, 0]) <= {1.0, float(ws.threads)} and np.all(seg[:, 1] >= 1)
+    assert np.all(seg[:, 2] > 0) and np.all(np.diff(seg[:, 3]) > 0)
+    ws.log_segments(2)
+    _sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 1.0)
+    seg = ws.segments      # full, or the whole epoch fitted in fewer segments
+    assert len(seg) == 2 or (len(seg) == 1 and seg[0, 1] == n_batches)
+    ws.log_segments(0)
+    _sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 1.0)
+    assert ws.segments.shape == (0, 4)
+    with pytest.raises(ValueError, match="capacity"):
+        ws.log_segments(-1)
 
 
 def _modes(seconds_per_step, segments=300):
@@ -652,7 +705,7 @@ def test_fit_weights_start_on_a_cache_line():
     for name in NAMES:
         assert getattr(model, name).ctypes.data % 64 == 0, name
     ws = _sgd.Workspace(10, 5, 16, 3, np.float32, 2)
-    for buffer in (ws.X_batch, ws.hidden, ws.d_hidden, ws.logits, ws.grad, ws.W1_slices):
+    for buffer in (ws.X_batch, ws.hidden, ws.d_hidden, ws.logits, ws.grad, ws.W1_blocks):
         assert buffer.ctypes.data % 64 == 0
     # each member's batch rows and labels start on a line of their own (no line shared)
     for buffer in (ws.X_batch, ws.y_batch, ws.w_batch):
