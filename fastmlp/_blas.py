@@ -39,7 +39,34 @@ def gemm_columns(batch_size, n_features, n_columns):
     return min(width, n_columns) if width else n_columns
 
 
-def step_products(batch_size, n_features, slice_width):
+# fastmlp's unpacked kernels take W1 a block of columns at a time, and W1 is stored
+# block after block during an epoch (``_sgd.Workspace``). A slice whose rows are
+# longer than this is taken in blocks of half this per row, so that each block is
+# read in order, page after page; each block re-reads the batch, so shorter slices
+# stay whole. (Measured, epochs taking turns, D=784, H=512, float64, an AVX-512 Xeon:
+# batch 30, one thread: 208 ms per epoch with the whole 4 KB rows as one block, 137
+# ms with blocks of 64 columns, 142 with 128; two threads, 2 KB rows: 124 and 80 ms;
+# batch 256, two threads: 172 and 137 ms. At H=128, 1 KB rows: blocks of 64 were
+# 4% slower at batch 256, even at batch 30.)
+UNPACKED_ROW_BYTES = 1024
+
+
+def _unpacked_columns(slice_width, itemsize):
+    """Column block of fastmlp's unpacked kernels: ``None`` (the whole slice) for a
+    slice of at most ``UNPACKED_ROW_BYTES`` per row, else the widest multiple of 32
+    columns (so of every kernel's tile) of at most half that per row that divides the
+    slice (``None`` when none does)."""
+    if slice_width * itemsize <= UNPACKED_ROW_BYTES:
+        return None
+    width = UNPACKED_ROW_BYTES // 2 // itemsize // 32 * 32
+    while width >= 32:
+        if slice_width % width == 0:
+            return width
+        width -= 32
+    return None
+
+
+def step_products(batch_size, n_features, slice_width, itemsize=8):
     """How a fit's step computes its two big products: ``(gemm_columns, small_gemm)``.
 
     Where the BLAS is an OpenBLAS with the small-matrix path and the products fit it
@@ -50,11 +77,13 @@ def step_products(batch_size, n_features, slice_width):
     has neither) do them: ``small_gemm=True``. (Measured on the step, epochs taking
     turns, D=784, H=128 on two threads, an AVX-512 Xeon: against OpenBLAS's packed path
     the unpacked kernels take 6-22% less time per epoch from batch 80 to 1024; at
-    batches 48 and 64 they are within 3% (float64) of OpenBLAS's small path.)
+    batches 48 and 64 they are within 3% (float64) of OpenBLAS's small path.) They
+    take a slice with long rows in blocks of columns (``_unpacked_columns``;
+    ``itemsize``: bytes per element).
     """
     if BlasThreads.shared().has_small_gemm() and _small_gemm_width(batch_size, n_features):
         return gemm_columns(batch_size, n_features, slice_width), False
-    return None, True
+    return _unpacked_columns(slice_width, itemsize), True
 
 
 class BlasThreads:

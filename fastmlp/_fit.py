@@ -123,7 +123,8 @@ class Trainer:
             self._sgd = _sgd
             slices = n_slices(n_threads, hidden)
             self.n_threads = slices
-            columns, small_gemm = step_products(batch_size, n_features, hidden // slices)
+            columns, small_gemm = step_products(batch_size, n_features, hidden // slices,
+                                                np.dtype(dtype).itemsize)
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
                                             columns, adaptive=adaptive_threads, small_gemm=small_gemm)
 

@@ -695,6 +695,15 @@ def test_step_products_policy(monkeypatch):
         # 80 x 784 x 16 > 1e6: OpenBLAS would pack
         assert _blas.step_products(80, 784, 64) == (None, True)
         assert _blas.step_products(256, 784, 64) == (None, True)
+        # fastmlp's kernels take a slice with rows over 1 KB in blocks of at most 512
+        # bytes per row, a multiple of 32 columns that divides the slice
+        assert _blas.step_products(256, 784, 128) == (None, True)       # 1 KB rows
+        assert _blas.step_products(256, 784, 256, 4) == (None, True)
+        assert _blas.step_products(256, 784, 256) == (64, True)
+        assert _blas.step_products(256, 784, 512, 4) == (128, True)
+        assert _blas.step_products(256, 784, 480, 4) == (96, True)
+        assert _blas.step_products(256, 784, 160) == (32, True)
+        assert _blas.step_products(256, 784, 144) == (None, True)       # no multiple of 32 divides
 
 
 def test_fit_weights_start_on_a_cache_line():
