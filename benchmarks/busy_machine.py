@@ -22,7 +22,9 @@ default's share of the large-GEMM peak (target when idle: >= 75% at the seed sha
 seconds, so when idle a large product is timed in every round, beside the epochs
 (followed by a pause while BLAS's threads stop spinning), and the share is the median over rounds of the default's speed over that round's
 peak; "% of best peak" is the same over the best product of the whole run (the
-header's figure), the harsher reading.
+header's figure), the harsher reading. "steal" is the share of the CPU time that the
+hypervisor of a virtual machine gave to other guests meanwhile (Linux only): where
+it is more than a few percent, "idle" was not idle.
 
     python benchmarks/busy_machine.py [--quick] [--repeat 7]
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/busy_machine.py
@@ -78,7 +80,7 @@ def measure(shapes, dtypes, repeat, load, time_peak=False):
     import statistics
     import time
 
-    times, paired, of_peak = {}, {}, {}
+    times, paired, of_peak, steal = {}, {}, {}, {}
     order = random.Random(0)
     for shape in shapes:
         for dtype in dtypes:
@@ -88,6 +90,7 @@ def measure(shapes, dtypes, repeat, load, time_peak=False):
                 product, flops = gemm_product(dtype)
                 made["peak"] = product
             with load():
+                before = benchmark.cpu_times()
                 for name in fastmlp_names:  # warm-up: caches, threads, thread choice
                     start = time.perf_counter()
                     while time.perf_counter() - start < benchmark.WARM_UP_SECONDS:
@@ -106,6 +109,7 @@ def measure(shapes, dtypes, repeat, load, time_peak=False):
                         samples[name].append(time.perf_counter() - start)
                         if name == "peak":
                             time.sleep(BLAS_SPIN_SECONDS)
+                steal[shape.label, np.dtype(dtype).name] = benchmark.steal_share(before, benchmark.cpu_times())
             key = shape.label, np.dtype(dtype).name
             for name, values in samples.items():
                 times[key + (name,)] = statistics.median(values)
@@ -114,7 +118,7 @@ def measure(shapes, dtypes, repeat, load, time_peak=False):
             if time_peak:
                 of_peak[key] = statistics.median(
                     (shape.flops / d) / (flops / p) for d, p in zip(samples["default"], samples["peak"]))
-    return times, paired, of_peak
+    return times, paired, of_peak, steal
 
 
 def main(argv=None):
@@ -132,22 +136,25 @@ def main(argv=None):
     busy = measure(shapes, dtypes, args.repeat, CompetingLoad)
     print()
     print("| shape | dtype | load | default ms | 1 thread ms | team always ms | numpy ms "
-          "| default / 1 thread | same, paired | numpy / default | default % of peak | % of best peak |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| default / 1 thread | same, paired | numpy / default | default % of peak | % of best peak "
+          "| steal |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for shape in shapes:
         for dtype in dtypes:
             name = np.dtype(dtype).name
-            for load, (times, paired, of_peak) in (("idle", idle), ("busy", busy)):
+            for load, (times, paired, of_peak, steal) in (("idle", idle), ("busy", busy)):
                 t = {c: times.get((shape.label, name, c)) for c in ("default", "1 thread", "team always", "numpy")}
                 best = 100 * shape.flops / t["default"] / 1e9 / peaks[name]
                 share = of_peak.get((shape.label, name))
                 pct = f"{100 * share:.0f}%" if share else "-"
+                stolen = steal[shape.label, name]
+                stolen = f"{100 * stolen:.1f}%" if stolen is not None else "-"
                 numpy_ms = f"{t['numpy'] * 1e3:.2f}" if t["numpy"] else "-"
                 numpy_ratio = f"{t['numpy'] / t['default']:.2f}" if t["numpy"] else "-"
                 print(f"| {shape.label} | {name} | {load} | {t['default'] * 1e3:.2f} | "
                       f"{t['1 thread'] * 1e3:.2f} | {t['team always'] * 1e3:.2f} | {numpy_ms} | "
                       f"{t['default'] / t['1 thread']:.2f} | {paired[shape.label, name]:.2f} | {numpy_ratio} "
-                      f"| {pct} | {best:.0f}% |")
+                      f"| {pct} | {best:.0f}% | {stolen} |")
 
 
 if __name__ == "__main__":

@@ -294,6 +294,30 @@ def gemm_peak(dtype, n=2048, repeat=5):
     return flops / best / 1e9
 
 
+def cpu_times():
+    """The machine's CPU time counters (Linux's /proc/stat "cpu" line: user, nice,
+    system, idle, iowait, irq, softirq, steal, ...), or None where there are none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    return [int(x) for x in fields[1:9]]
+
+
+def steal_share(before, after):
+    """The share of CPU time between two ``cpu_times()`` readings that the hypervisor gave
+    to other guests ("steal"): on a shared virtual machine, how far an idle machine
+    was from idle. None without both readings."""
+    if before is None or after is None:
+        return None
+    spent = [b - a for a, b in zip(before, after)]
+    total = sum(spent)
+    return spent[7] / total if total > 0 else 0.0
+
+
 def machine_description():
     """CPU model, cores and BLAS libraries, for labelling the results."""
     from threadpoolctl import threadpool_info

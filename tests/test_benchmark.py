@@ -34,6 +34,21 @@ def test_sklearn_mapping_takes_our_sgd_step():
         assert_allclose(theirs, ours, rtol=1e-12, atol=1e-14)
 
 
+def test_steal_share_of_cpu_time():
+    """The hypervisor's share of the CPU time between two readings of /proc/stat's
+    counters (user, nice, system, idle, iowait, irq, softirq, steal)."""
+    before = [100, 0, 10, 500, 0, 0, 0, 20]
+    after = [160, 0, 20, 620, 0, 0, 0, 40]     # 60 + 10 + 120 + 20 = 210 ticks, 20 stolen
+    assert benchmark.steal_share(before, after) == pytest.approx(20 / 210)
+    assert benchmark.steal_share(before, before) == 0.0
+    assert benchmark.steal_share(None, after) is None
+    now = benchmark.cpu_times()
+    if pathlib.Path("/proc/stat").exists():
+        assert len(now) == 8 and all(isinstance(v, int) and v >= 0 for v in now)
+    else:
+        assert now is None
+
+
 def test_shapes_and_flop_count():
     seed = benchmark.default_shapes(quick=True)[0]
     assert (seed.n_samples, seed.hidden, seed.batch_size, seed.n_features) == (2580, 128, 30, 784)
