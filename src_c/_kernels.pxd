@@ -160,11 +160,13 @@ cdef inline void momentum_apply(floating* W, floating* P, Py_ssize_t rows, Py_ss
 cdef inline void gather_rows(const floating* X, const int64_t* y, Py_ssize_t n_features,
                              const int64_t* rows, Py_ssize_t n,
                              floating* X_out, int64_t* y_out) noexcept nogil:
-    """X_out[k] := X[rows[k]] and y_out[k] := y[rows[k]] for k < n (X is (N, n_features))."""
+    """X_out[k] := X[rows[k]] (unless X_out is NULL) and y_out[k] := y[rows[k]] for k < n
+    (X is (N, n_features))."""
     cdef Py_ssize_t k
     cdef size_t row_bytes = n_features * sizeof(floating)
     for k in range(n):
-        memcpy(X_out + k * n_features, X + rows[k] * n_features, row_bytes)
+        if X_out != NULL:
+            memcpy(X_out + k * n_features, X + rows[k] * n_features, row_bytes)
         y_out[k] = y[rows[k]]
 
 

@@ -13,7 +13,9 @@
  *   small_gemm_tn_momentum: the momentum step with the data gradient A.T @ B, fused
  *                   into the write-back (one pass over W and its velocity)
  *
- * all row-major with leading dimensions lda, ldb, ldc. A tile is MR rows of C by
+ * all row-major with leading dimensions lda, ldb, ldc. Row r of A is at A + r * lda or,
+ * with an index `rows` (not NULL), at A + rows[r] * lda: the step reads the batch's
+ * rows of X where they lie, through the shuffled order, with no copy. A tile is MR rows of C by
  * NV vectors of its columns, held in registers while the sum over k runs; n must
  * be a multiple of the tile width (small_gemm_width), m and k are any size (a
  * short last tile of rows re-reads a valid row and discards its result). The sum
@@ -31,6 +33,11 @@
 #else
 #define FASTMLP_SMALL_GEMM 0
 #endif
+
+#include <stdint.h>
+
+/* Row r of a matrix at A with leading dimension lda, through the index rows if any. */
+#define SG_ROW(A, rows, r, lda) ((A) + ((rows) ? (rows)[r] : (int64_t)(r)) * (long)(lda))
 
 #if FASTMLP_SMALL_GEMM
 
@@ -50,12 +57,12 @@ typedef T sg_vec_##SUFFIX __attribute__((vector_size(sizeof(T) * W), aligned(siz
                                                                                          \
 __attribute__((target(TGT))) static void                                                 \
 small_gemm_nn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,               \
-                       const T *B, int ldb, T *C, int ldc) {                             \
+                       const int64_t *rows, const T *B, int ldb, T *C, int ldc) {        \
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
         const T *a[SG_MR];                                                               \
         for (int i = 0; i < SG_MR; i++)                                                  \
-            a[i] = A + (i0 + i < m ? i0 + i : m - 1) * (long)lda;                        \
+            a[i] = SG_ROW(A, rows, i0 + i < m ? i0 + i : m - 1, lda);                    \
         for (int j = 0; j < n; j += SG_NV * W) {                                         \
             V acc[SG_MR][SG_NV];                                                         \
             for (int i = 0; i < SG_MR; i++)                                              \
@@ -82,17 +89,18 @@ small_gemm_nn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,       
 /* acc := A[:, col[0..MR-1]].T @ B[:, j .. j + NV W], the sum over p in order. */        \
 __attribute__((target(TGT), always_inline)) static inline void                           \
 sg_tile_tn_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][SG_NV], int k, const T *A, int lda,       \
-                    const int *col, const T *B, int ldb) {                               \
+                    const int64_t *rows, const int *col, const T *B, int ldb) {          \
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i = 0; i < SG_MR; i++)                                                      \
         for (int v = 0; v < SG_NV; v++)                                                  \
             acc[i][v] = (V){0};                                                          \
-    for (int p = 0; p < k; p++, A += lda, B += ldb) {                                    \
+    for (int p = 0; p < k; p++, B += ldb) {                                              \
+        const T *a = SG_ROW(A, rows, p, lda);                                            \
         V bv[SG_NV];                                                                     \
         for (int v = 0; v < SG_NV; v++)                                                  \
             bv[v] = *(const V *)(B + v * W);                                             \
         for (int i = 0; i < SG_MR; i++) {                                                \
-            V av = A[col[i]] - (V){0};                                                   \
+            V av = a[col[i]] - (V){0};                                                   \
             for (int v = 0; v < SG_NV; v++)                                              \
                 acc[i][v] += av * bv[v];                                                 \
         }                                                                                \
@@ -101,14 +109,14 @@ sg_tile_tn_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][SG_NV], int k, const T *A, int ld
                                                                                          \
 __attribute__((target(TGT))) static void                                                 \
 small_gemm_tn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,                \
-                       const T *B, int ldb, T *C, int ldc) {                             \
+                       const int64_t *rows, const T *B, int ldb, T *C, int ldc) {        \
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
         int col[SG_MR];                                                                  \
         sg_tile_columns(i0, m, col);                                                     \
         for (int j = 0; j < n; j += SG_NV * W) {                                         \
             V acc[SG_MR][SG_NV];                                                         \
-            sg_tile_tn_##SUFFIX(acc, k, A, lda, col, B + j, ldb);                        \
+            sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, col, B + j, ldb);                  \
             for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
                 for (int v = 0; v < SG_NV; v++) {                                        \
                     V *c = (V *)(C + (i0 + i) * (long)ldc + j + v * W);                  \
@@ -123,9 +131,9 @@ small_gemm_tn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,       
  *     g := A.T @ B + reg2 W;   Vel := momentum Vel - lr g;                              \
  *     W := W + Vel   or, nesterov,   W := W + momentum Vel - lr g */                    \
 __attribute__((target(TGT))) static void                                                 \
-small_gemm_tn_momentum_##SUFFIX(int m, int n, int k, const T *A, int lda, const T *B,    \
-                                int ldb, T *Wt, T *Vel, int ldc, T lr, T reg2, T momentum,\
-                                int nesterov) {                                          \
+small_gemm_tn_momentum_##SUFFIX(int m, int n, int k, const T *A, int lda,                \
+                                const int64_t *rows, const T *B, int ldb, T *Wt, T *Vel, \
+                                int ldc, T lr, T reg2, T momentum, int nesterov) {       \
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
         int col[SG_MR];                                                                  \
@@ -140,7 +148,7 @@ small_gemm_tn_momentum_##SUFFIX(int m, int n, int k, const T *A, int lda, const 
                     __builtin_prefetch(Vel + (in + i) * (long)ldc + jn + v, 1);          \
                 }                                                                        \
             V acc[SG_MR][SG_NV];                                                         \
-            sg_tile_tn_##SUFFIX(acc, k, A, lda, col, B + j, ldb);                        \
+            sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, col, B + j, ldb);                  \
             for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
                 for (int v = 0; v < SG_NV; v++) {                                        \
                     long at = (i0 + i) * (long)ldc + j + v * W;                          \
@@ -178,11 +186,11 @@ static int small_gemm_width(int isa, int element_size) {
 /* small_gemm_nn_d(isa, ...) etc.: the AVX-512 variant for isa 2, else AVX2. */
 #define SG_DISPATCH(NAME, T)                                                             \
 static void NAME(int isa, int m, int n, int k, T alpha, const T *A, int lda,             \
-                 const T *B, int ldb, T *C, int ldc) {                                   \
+                 const int64_t *rows, const T *B, int ldb, T *C, int ldc) {              \
     if (isa == 2)                                                                        \
-        NAME##_avx512(m, n, k, alpha, A, lda, B, ldb, C, ldc);                           \
+        NAME##_avx512(m, n, k, alpha, A, lda, rows, B, ldb, C, ldc);                     \
     else                                                                                 \
-        NAME##_avx2(m, n, k, alpha, A, lda, B, ldb, C, ldc);                             \
+        NAME##_avx2(m, n, k, alpha, A, lda, rows, B, ldb, C, ldc);                       \
 }
 
 SG_DISPATCH(small_gemm_nn_d, double)
@@ -191,12 +199,15 @@ SG_DISPATCH(small_gemm_tn_d, double)
 SG_DISPATCH(small_gemm_tn_s, float)
 
 #define SG_DISPATCH_MOMENTUM(NAME, T)                                                    \
-static void NAME(int isa, int m, int n, int k, const T *A, int lda, const T *B, int ldb, \
-                 T *Wt, T *Vel, int ldc, T lr, T reg2, T momentum, int nesterov) {       \
+static void NAME(int isa, int m, int n, int k, const T *A, int lda, const int64_t *rows, \
+                 const T *B, int ldb, T *Wt, T *Vel, int ldc, T lr, T reg2, T momentum,  \
+                 int nesterov) {                                                         \
     if (isa == 2)                                                                        \
-        NAME##_avx512(m, n, k, A, lda, B, ldb, Wt, Vel, ldc, lr, reg2, momentum, nesterov); \
+        NAME##_avx512(m, n, k, A, lda, rows, B, ldb, Wt, Vel, ldc, lr, reg2, momentum,   \
+                      nesterov);                                                         \
     else                                                                                 \
-        NAME##_avx2(m, n, k, A, lda, B, ldb, Wt, Vel, ldc, lr, reg2, momentum, nesterov); \
+        NAME##_avx2(m, n, k, A, lda, rows, B, ldb, Wt, Vel, ldc, lr, reg2, momentum,     \
+                    nesterov);                                                           \
 }
 
 SG_DISPATCH_MOMENTUM(small_gemm_tn_momentum_d, double)
@@ -208,14 +219,15 @@ static int small_gemm_isa(void) { return 0; }
 static int small_gemm_width(int isa, int element_size) { (void)isa; (void)element_size; return 0; }
 #define SG_NONE(NAME, T)                                                                 \
 static void NAME(int isa, int m, int n, int k, T alpha, const T *A, int lda,             \
-                 const T *B, int ldb, T *C, int ldc) { }
+                 const int64_t *rows, const T *B, int ldb, T *C, int ldc) { }
 SG_NONE(small_gemm_nn_d, double)
 SG_NONE(small_gemm_nn_s, float)
 SG_NONE(small_gemm_tn_d, double)
 SG_NONE(small_gemm_tn_s, float)
 #define SG_NONE_MOMENTUM(NAME, T)                                                        \
-static void NAME(int isa, int m, int n, int k, const T *A, int lda, const T *B, int ldb, \
-                 T *Wt, T *Vel, int ldc, T lr, T reg2, T momentum, int nesterov) { }
+static void NAME(int isa, int m, int n, int k, const T *A, int lda, const int64_t *rows, \
+                 const T *B, int ldb, T *Wt, T *Vel, int ldc, T lr, T reg2, T momentum,  \
+                 int nesterov) { }
 SG_NONE_MOMENTUM(small_gemm_tn_momentum_d, double)
 SG_NONE_MOMENTUM(small_gemm_tn_momentum_s, float)
 

@@ -422,10 +422,10 @@ def _small_gemm_mv(int isa, bint trans_a, double alpha, const floating[:, ::1] A
     cdef int k = A.shape[0] if trans_a else A.shape[1]
     with nogil:
         if trans_a:
-            _small_gemm_tn(isa, m, n, k, <floating> alpha, &A[0, 0], <int> A.shape[1],
+            _small_gemm_tn(isa, m, n, k, <floating> alpha, &A[0, 0], <int> A.shape[1], NULL,
                            &B[0, 0], <int> B.shape[1], &C[0, 0], <int> C.shape[1])
         else:
-            _small_gemm_nn(isa, m, n, k, <floating> alpha, &A[0, 0], <int> A.shape[1],
+            _small_gemm_nn(isa, m, n, k, <floating> alpha, &A[0, 0], <int> A.shape[1], NULL,
                            &B[0, 0], <int> B.shape[1], &C[0, 0], <int> C.shape[1])
 
 

@@ -203,7 +203,8 @@ def test_compiled_equals_reference(controls, threads, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("threads, slices, columns, small_gemm, fused", [
     (1, 4, None, False, True), (4, 4, None, False, True), (4, 4, 3, False, True), (2, 4, 5, False, True),
-    (2, 2, None, True, True), (1, 1, None, False, True), (1, 1, 16, False, False), (2, 2, 5, False, True)])
+    (2, 2, None, True, True), (2, 2, None, True, False), (1, 1, None, False, True), (1, 1, 16, False, False),
+    (2, 2, 5, False, True)])
 @pytest.mark.parametrize("momentum, nesterov, weighted", [
     (0.9, False, False), (0.9, True, False), (0.0, False, True), (0.6, True, True)])
 def test_compiled_step_with_controls_on_the_whole_team(momentum, nesterov, weighted, threads, slices,

@@ -118,6 +118,26 @@ def test_w1_is_held_in_blocks_of_the_product_columns(n_slices, gemm_columns, wid
         assert np.array_equal(ws.W1_blocks, blocks)
 
 
+@pytest.mark.parametrize("small_gemm", [False, True], ids=["blas", "unpacked"])
+def test_unpacked_kernels_read_the_batch_rows_in_place(small_gemm, rng, tol):
+    """fastmlp's unpacked kernels read the batch's rows of X through the order, with no
+    copy into the batch buffers (left as they were); BLAS multiplies the copies. Both
+    equal the reference."""
+    from fastmlp import kernels
+    if small_gemm and not kernels.small_gemm_isa():
+        pytest.skip("no AVX2/AVX-512 kernels on this CPU or build")
+    X, y, init = random_problem(rng, 37, 6, 32, 3, np.float64)
+    order = np.concatenate([rng.permutation(37), rng.integers(0, 37, size=9)]).astype(np.int64)
+    ws = _sgd.Workspace(8, 6, 32, 3, np.float64, 2, small_gemm=small_gemm)
+    assert (ws.small_gemm_isa != 0) == small_gemm
+    ws.X_batch[...] = np.nan
+    got = [p.copy() for p in init]
+    loss, correct = _sgd.sgd_epoch(X, y, order, *got, ws, 0.01, 0.05)
+    ref, ref_loss, ref_correct = _reference(X, y, order, init, 8, 0.01, 0.05)
+    _assert_matches_reference(got, loss, correct, ref, ref_loss, ref_correct, np.float64, tol)
+    assert np.isnan(ws.X_batch).all() == small_gemm
+
+
 @pytest.mark.parametrize("n_slices", [1, 2, 4])
 def test_sliced_epochs_chain_and_repeat_rows(n_slices, rng, tol):
     """Several epochs on one workspace (its buffers reused), ``order`` repeating rows."""
