@@ -1,6 +1,7 @@
 """BLAS, as fastmlp's compiled step uses it: single-threaded while a fit runs;
-OpenBLAS's small-matrix path where it has one, fastmlp's own unpacked kernels for
-the step's two big products where it has not. The one place for these decisions.
+fastmlp's own unpacked kernels for the step's two big products where the CPU has
+them, else OpenBLAS's small-matrix path where it has one. The one place for these
+decisions.
 
 The compiled step (``fastmlp._sgd``) calls BLAS from each of fastmlp's threads,
 so BLAS itself must run single-threaded meanwhile: two pools spinning for the
@@ -53,37 +54,49 @@ UNPACKED_ROW_BYTES = 1024
 
 def _unpacked_columns(slice_width, itemsize):
     """Column block of fastmlp's unpacked kernels: ``None`` (the whole slice) for a
-    slice of at most ``UNPACKED_ROW_BYTES`` per row, else the widest multiple of 32
+    slice of at most ``UNPACKED_ROW_BYTES`` per row, else the widest multiple of 64
     columns (so of every kernel's tile) of at most half that per row that divides the
     slice (``None`` when none does)."""
     if slice_width * itemsize <= UNPACKED_ROW_BYTES:
         return None
-    width = UNPACKED_ROW_BYTES // 2 // itemsize // 32 * 32
-    while width >= 32:
+    width = UNPACKED_ROW_BYTES // 2 // itemsize // 64 * 64
+    while width >= 64:
         if slice_width % width == 0:
             return width
-        width -= 32
+        width -= 64
     return None
+
+
+def _unpacked_tile(itemsize):
+    """Columns of a tile of fastmlp's unpacked kernels on this CPU (0: none)."""
+    from . import kernels
+    return kernels.small_gemm_width({4: "float32", 8: "float64"}[itemsize])
 
 
 def step_products(batch_size, n_features, slice_width, itemsize=8):
     """How a fit's step computes its two big products: ``(gemm_columns, small_gemm)``.
 
-    Where the BLAS is an OpenBLAS with the small-matrix path and the products fit it
-    in blocks of at least 16 columns, BLAS in such blocks (:func:`gemm_columns`).
-    Elsewhere BLAS packs both operands of every product first, which costs a good
-    part of a step at these sizes, so fastmlp's own unpacked kernels
-    (``src_c/_small_gemm.h``, AVX2 or AVX-512, chosen at run time; BLAS where the CPU
-    has neither) do them: ``small_gemm=True``. (Measured on the step, epochs taking
-    turns, D=784, H=128 on two threads, an AVX-512 Xeon: against OpenBLAS's packed path
-    the unpacked kernels take 6-22% less time per epoch from batch 80 to 1024; at
-    batches 48 and 64 they are within 3% (float64) of OpenBLAS's small path.) They
-    take a slice with long rows in blocks of columns (``_unpacked_columns``;
-    ``itemsize``: bytes per element).
+    fastmlp's own unpacked kernels (``src_c/_small_gemm.h``, AVX2 or AVX-512, chosen
+    at run time) wherever the CPU has them and the slice is a whole number of their
+    tiles: ``small_gemm=True``, taking a slice with long rows in blocks of columns
+    (``_unpacked_columns``; ``itemsize``: bytes per element). They read the batch's
+    rows in place and, on AVX-512, hold a tile of 6 rows by 4 vectors in registers;
+    measured on the step, epochs taking turns, D=784, H=128, an AVX-512 Xeon, against
+    OpenBLAS's unpacked small-matrix path with the rows copied: 1-9% less time per
+    epoch at batch 30 on one thread, 4-19% on two; 10-23% at batches 48 and 64; and
+    against OpenBLAS's packed path (which it takes from about batch 80 at D=784)
+    6-22% less with the rows copied, more without.
+
+    Elsewhere, where the BLAS is an OpenBLAS with the small-matrix path and the
+    products fit it in blocks of at least 16 columns, BLAS in such blocks
+    (:func:`gemm_columns`); else BLAS as it is.
     """
+    tile = _unpacked_tile(itemsize)
+    if tile and slice_width % tile == 0:
+        return _unpacked_columns(slice_width, itemsize), True
     if BlasThreads.shared().has_small_gemm() and _small_gemm_width(batch_size, n_features):
         return gemm_columns(batch_size, n_features, slice_width), False
-    return _unpacked_columns(slice_width, itemsize), True
+    return None, False
 
 
 class BlasThreads:

@@ -41,6 +41,7 @@ __all__ = [
     "gemm",
     "small_gemm",
     "small_gemm_isa",
+    "small_gemm_width",
 ]
 
 
@@ -414,6 +415,21 @@ def small_gemm_isa():
     """The instruction set of fastmlp's unpacked GEMM kernels on this CPU: 2 (AVX-512),
     1 (AVX2 with FMA) or 0 (none: the training step uses BLAS)."""
     return _small_gemm_isa()
+
+
+def small_gemm_width(dtype, isa=None):
+    """Columns of a tile of fastmlp's unpacked kernels for ``dtype`` (float32 or float64):
+    the number of columns of their products must be a multiple of it. 0 where the CPU
+    (or build) has no such kernels. ``isa``: 1 (AVX2) or 2 (AVX-512), default the best
+    this CPU has."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    best = _small_gemm_isa()
+    isa = best if isa is None else int(isa)
+    if isa not in (0, 1, 2) or isa > best:
+        raise ValueError(f"isa must be 1 (AVX2) or 2 (AVX-512) and at most {best} here, got {isa}")
+    return _small_gemm_width(isa, dtype.itemsize)
 
 
 def _small_gemm_mv(int isa, bint trans_a, double alpha, const floating[:, ::1] A,

@@ -103,7 +103,8 @@ def test_w1_is_held_in_blocks_of_the_product_columns(n_slices, gemm_columns, wid
     block that a product takes; the copy goes back exactly (a step of 1e-300 leaves
     the weights as they were)."""
     _skip_unless_runnable(n_slices, 64)
-    ws = _sgd.Workspace(10, 7, 64, 3, np.float64, n_slices, gemm_columns)
+    # (without the fused momentum kernel, whose tile may be wider than these blocks)
+    ws = _sgd.Workspace(10, 7, 64, 3, np.float64, n_slices, gemm_columns, fused_momentum=False)
     if width is None:
         assert ws.W1_blocks is None and ws.block_width == 64
     else:
@@ -126,9 +127,9 @@ def test_unpacked_kernels_read_the_batch_rows_in_place(small_gemm, rng, tol):
     from fastmlp import kernels
     if small_gemm and not kernels.small_gemm_isa():
         pytest.skip("no AVX2/AVX-512 kernels on this CPU or build")
-    X, y, init = random_problem(rng, 37, 6, 32, 3, np.float64)
+    X, y, init = random_problem(rng, 37, 6, 64, 3, np.float64)
     order = np.concatenate([rng.permutation(37), rng.integers(0, 37, size=9)]).astype(np.int64)
-    ws = _sgd.Workspace(8, 6, 32, 3, np.float64, 2, small_gemm=small_gemm)
+    ws = _sgd.Workspace(8, 6, 64, 3, np.float64, 2, small_gemm=small_gemm)
     assert (ws.small_gemm_isa != 0) == small_gemm
     ws.X_batch[...] = np.nan
     got = [p.copy() for p in init]
@@ -704,26 +705,45 @@ def test_threadpoolctl_sees_and_limits_the_team(monkeypatch):
 
 
 def test_step_products_policy(monkeypatch):
-    """OpenBLAS's small-matrix path where the products fit it in blocks of 16 columns or
-    more; fastmlp's unpacked kernels where it would pack (a large batch) or has no such
-    path."""
-    for has_small_path in (True, False):
-        monkeypatch.setattr(_blas.BlasThreads, "has_small_gemm", lambda self, v=has_small_path: v)
-        # 30 rows x 784 features: 1e6 / (30 * 784) = 42.5 columns fit, so blocks of 32
-        assert _blas.step_products(30, 784, 64) == ((32, False) if has_small_path else (None, True))
-        assert _blas.step_products(30, 784, 16) == ((16, False) if has_small_path else (None, True))
-        # 80 x 784 x 16 > 1e6: OpenBLAS would pack
-        assert _blas.step_products(80, 784, 64) == (None, True)
-        assert _blas.step_products(256, 784, 64) == (None, True)
-        # fastmlp's kernels take a slice with rows over 1 KB in blocks of at most 512
-        # bytes per row, a multiple of 32 columns that divides the slice
-        assert _blas.step_products(256, 784, 128) == (None, True)       # 1 KB rows
-        assert _blas.step_products(256, 784, 256, 4) == (None, True)
-        assert _blas.step_products(256, 784, 256) == (64, True)
-        assert _blas.step_products(256, 784, 512, 4) == (128, True)
-        assert _blas.step_products(256, 784, 480, 4) == (96, True)
-        assert _blas.step_products(256, 784, 160) == (32, True)
-        assert _blas.step_products(256, 784, 144) == (None, True)       # no multiple of 32 divides
+    """fastmlp's unpacked kernels wherever the CPU has them and the slice is a whole
+    number of their tiles; else OpenBLAS's small-matrix path where the products fit it
+    in blocks of 16 columns or more; else BLAS as it is."""
+    for tile in (0, 8, 32, 64):
+        monkeypatch.setattr(_blas, "_unpacked_tile", lambda itemsize, t=tile: t)
+        for has_small_path in (True, False):
+            monkeypatch.setattr(_blas.BlasThreads, "has_small_gemm", lambda self, v=has_small_path: v)
+            # 30 rows x 784 features: 1e6 / (30 * 784) = 42.5 columns fit, so blocks of 32
+            small_path = (32, False) if has_small_path else (None, False)
+            assert _blas.step_products(30, 784, 64) == ((None, True) if tile else small_path)
+            small_path = (16, False) if has_small_path else (None, False)
+            assert _blas.step_products(30, 784, 16) == ((None, True) if tile == 8 else small_path)
+            # 80 x 784 x 16 > 1e6: OpenBLAS would pack
+            assert _blas.step_products(80, 784, 64) == ((None, True) if tile else (None, False))
+    # fastmlp's kernels take a slice with rows over 1 KB in blocks of at most 512 bytes
+    # per row, a multiple of 64 columns that divides the slice
+    monkeypatch.setattr(_blas, "_unpacked_tile", lambda itemsize: 64 // itemsize * 4)
+    assert _blas.step_products(256, 784, 128) == (None, True)       # 1 KB rows
+    assert _blas.step_products(256, 784, 256, 4) == (None, True)
+    assert _blas.step_products(256, 784, 256) == (64, True)
+    assert _blas.step_products(256, 784, 512, 4) == (128, True)
+    assert _blas.step_products(256, 784, 384, 4) == (128, True)
+    assert _blas.step_products(256, 784, 320, 4) == (64, True)
+    assert _blas.step_products(256, 784, 160) == (None, True)       # no multiple of 64 divides
+
+
+def test_unpacked_kernel_tiles():
+    """A tile is 2 vectors of 32 bytes (AVX2) or 4 of 64 bytes (AVX-512) wide."""
+    from fastmlp import kernels
+    best = kernels.small_gemm_isa()
+    for isa, f64, f32 in ((1, 8, 16), (2, 32, 64)):
+        if isa <= best:
+            assert kernels.small_gemm_width(np.float64, isa) == f64
+            assert kernels.small_gemm_width("float32", isa) == f32
+    assert kernels.small_gemm_width(np.float64, 0) == 0
+    with pytest.raises(ValueError, match="isa"):
+        kernels.small_gemm_width(np.float64, best + 1)
+    with pytest.raises(TypeError, match="dtype"):
+        kernels.small_gemm_width(np.int32)
 
 
 def test_fit_weights_start_on_a_cache_line():
@@ -895,7 +915,7 @@ def test_step_with_small_gemm_matches_reference(case, n_slices, isa, dtype, tol)
         got = tuple(p.copy() for p in init)
         ws = _sgd.Workspace(batch, D, H, C, dtype, n_slices, max_threads=threads, adaptive=False,
                             small_gemm=isa)
-        width = (64 if isa == 2 else 32) // np.dtype(dtype).itemsize * 2
+        width = fastmlp.kernels.small_gemm_width(dtype, isa)
         assert ws.small_gemm_isa == (isa if (H // n_slices) % width == 0 else 0)
         results[threads] = ([_sgd.sgd_epoch(X, y, order, *got, ws, 0.01, 0.05) for _ in range(2)], got)
         for (loss, correct), (ref_loss, ref_correct) in zip(results[threads][0], ref_results):
