@@ -185,6 +185,10 @@ cdef double SEGMENT_SECONDS = 8e-3
 # idle one, where the team is much faster than this margin anyway.
 cdef double TEAM_MARGIN = 0.85
 cdef int MAX_PROBE_INTERVAL = 32  # segments between two tries of the mode not in use, at most
+# A probe that loses by less than this factor is no reason to try less often: on an idle
+# machine a noisy moment can make the team lose narrowly, and backing off then would
+# keep one thread for hundreds of milliseconds. A busy machine makes it lose by more.
+cdef double CLEAR_LOSS = 1.25
 
 cdef struct ThreadChoice:
     int team_members        # members of the threaded mode (1: no choice to make)
@@ -270,7 +274,8 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
             c.probe_every = 4
             c.probe_in = 4
         elif mode != c.mode:      # a probe of the other mode, which lost again
-            c.probe_every = min(2 * c.probe_every, MAX_PROBE_INTERVAL)
+            if c.per_step[mode] > CLEAR_LOSS * c.per_step[c.mode]:
+                c.probe_every = min(2 * c.probe_every, MAX_PROBE_INTERVAL)
             c.probe_in = c.probe_every
         elif c.probe_in > 0:
             c.probe_in -= 1
