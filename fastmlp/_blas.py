@@ -11,6 +11,7 @@ around a fit, which costs microseconds (``threadpool_limits`` costs milliseconds
 """
 
 import contextlib
+import functools
 import threading
 
 from threadpoolctl import ThreadpoolController
@@ -97,6 +98,38 @@ def step_products(batch_size, n_features, slice_width, itemsize=8):
     if BlasThreads.shared().has_small_gemm() and _small_gemm_width(batch_size, n_features):
         return gemm_columns(batch_size, n_features, slice_width), False
     return None, False
+
+
+# Where the last-level cache's size is unknown: as much as a laptop's has.
+DEFAULT_CACHE_BYTES = 8 * 2**20
+
+
+@functools.lru_cache(maxsize=None)
+def rows_in_place_bytes(cache_folder="/sys/devices/system/cpu/cpu0/cache"):
+    """Largest X (bytes) whose batch rows fastmlp's kernels read in place rather than
+    copy: the last-level cache's size (Linux's ``cache_folder``; ``DEFAULT_CACHE_BYTES``
+    where unknown). An X in cache is read fastest in place (measured at N=2580, D=784, a
+    16 MB X in a 105 MB cache: 4-12% less time per epoch than copying); from memory,
+    rows read one by one inside the product stall it while a copy streams (N=60000, a
+    376 MB X: 18% more time on one thread in place, 3% on two)."""
+    import glob
+
+    best = (0, 0)
+    for folder in glob.glob(f"{cache_folder}/index*"):
+        try:
+            with open(f"{folder}/level") as f:
+                level = int(f.read())
+            with open(f"{folder}/size") as f:
+                text = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:].upper(), 1)
+        try:
+            size = int(text.rstrip("KkMmGg")) * scale
+        except ValueError:
+            continue
+        best = max(best, (level, size))
+    return best[1] or DEFAULT_CACHE_BYTES
 
 
 class BlasThreads:

@@ -13,7 +13,7 @@ from . import reference
 from ._divergence import DivergenceCheck
 from ._controls import Controls, TrainingState, sample_weights, validation_split, weighted_accuracy
 from ._model import MLPModel, logits_in_blocks
-from ._blas import BlasThreads, step_products
+from ._blas import BlasThreads, rows_in_place_bytes, step_products
 from ._plot import check_plot_path
 from ._threads import aligned_copy, aligned_empty, n_slices
 from ._validation import (
@@ -126,7 +126,8 @@ class Trainer:
             columns, small_gemm = step_products(batch_size, n_features, hidden // slices,
                                                 np.dtype(dtype).itemsize)
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
-                                            columns, adaptive=adaptive_threads, small_gemm=small_gemm)
+                                            columns, adaptive=adaptive_threads, small_gemm=small_gemm,
+                                            rows_in_place_bytes=rows_in_place_bytes())
 
     def running(self):
         """Context for the epochs: the compiled step runs on fastmlp's own threads and

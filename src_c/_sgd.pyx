@@ -356,13 +356,18 @@ cdef class Workspace:
         the AVX2 kernels even on an AVX-512 CPU. See ``fastmlp._blas`` for when fit
         asks for them. The kernels read the batch's rows of X in place (through the
         workspace's copy of the order), so ``X_batch`` stays unused, except with
-        momentum where ``fused_momentum`` is off or cannot apply.
+        momentum where ``fused_momentum`` is off or cannot apply, and for an X larger
+        than ``rows_in_place_bytes``.
     fused_momentum : bool, default True
         With momentum, update each slice of W1 and its velocity in the write-back of
         fastmlp's unpacked kernel for its gradient (one pass over both, instead of a
         BLAS accumulate and a second pass), where the CPU has AVX2 or AVX-512 and the
         slice width is a multiple of their tile, whatever ``small_gemm`` says. The
         results agree with the other path to rounding, and each path is deterministic.
+    rows_in_place_bytes : int, optional
+        Read the rows in place (see ``small_gemm``) only for an X of at most this many
+        bytes (default: any X). From memory, rows read one by one inside the product
+        stall it; copied, they stream (``fastmlp._blas.rows_in_place_bytes``).
     """
     cdef readonly object X_batch, y_batch, w_batch, hidden, d_hidden, logits, grad, d_b1, d_b2
     cdef readonly object grad_W1, grad_W2   # data gradients of W1 and W2, for Nesterov only
@@ -372,6 +377,7 @@ cdef class Workspace:
     cdef readonly Py_ssize_t block_width   # columns of W1 per block of its copy, W1_blocks
     cdef readonly int small_gemm_isa    # fastmlp's unpacked kernels for the big products (0: BLAS)
     cdef readonly int momentum_isa      # ... for W1's fused momentum update (0: BLAS and a pass)
+    cdef readonly object rows_in_place_bytes   # see __init__
     cdef public Py_ssize_t steps     # steps taken by the last sgd_epoch
     cdef team* team
     cdef ThreadChoice choice
@@ -384,7 +390,8 @@ cdef class Workspace:
 
     def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_features, Py_ssize_t n_hidden,
                  Py_ssize_t n_classes, dtype, Py_ssize_t n_slices=1, gemm_columns=None,
-                 max_threads=None, bint adaptive=True, small_gemm=False, bint fused_momentum=True):
+                 max_threads=None, bint adaptive=True, small_gemm=False, bint fused_momentum=True,
+                 rows_in_place_bytes=None):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -402,6 +409,7 @@ cdef class Workspace:
             isa = min(isa, int(small_gemm))
         self.small_gemm_isa = isa_for_slices(isa, dtype.itemsize, Hs)
         self.momentum_isa = isa_for_slices(small_gemm_isa() if fused_momentum else 0, dtype.itemsize, Hs)
+        self.rows_in_place_bytes = None if rows_in_place_bytes is None else int(rows_in_place_bytes)
         # W1 in blocks of the columns that a product takes at once: gemm_columns where
         # they divide a slice (and fastmlp's kernels, where used, can take them), else
         # the slice's.
@@ -1031,7 +1039,9 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     a.n_batches = (a.M + a.B - 1) // a.B
     # Where fastmlp's kernels do every product that reads X (the forward and W1's update),
     # they read the batch's rows in place, through the private order: no copy.
-    a.direct_rows = a.net.isa != 0 and (momentum == 0 or a.net.momentum_isa != 0)
+    a.direct_rows = a.net.isa != 0 and (momentum == 0 or a.net.momentum_isa != 0) and (
+        workspace.rows_in_place_bytes is None
+        or N * D * <Py_ssize_t> sizeof(floating) <= workspace.rows_in_place_bytes)
     a.X_batch = &Xb[0, 0, 0]
     a.y_batch = &yb[0, 0]
     a.w_batch = &wb[0, 0]

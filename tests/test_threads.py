@@ -119,24 +119,42 @@ def test_w1_is_held_in_blocks_of_the_product_columns(n_slices, gemm_columns, wid
         assert np.array_equal(ws.W1_blocks, blocks)
 
 
-@pytest.mark.parametrize("small_gemm", [False, True], ids=["blas", "unpacked"])
-def test_unpacked_kernels_read_the_batch_rows_in_place(small_gemm, rng, tol):
+@pytest.mark.parametrize("small_gemm, limit, in_place", [
+    (False, None, False), (True, None, True), (True, 37 * 6 * 8, True), (True, 37 * 6 * 8 - 1, False)],
+    ids=["blas", "unpacked", "unpacked-X-fits", "unpacked-X-too-large"])
+def test_unpacked_kernels_read_the_batch_rows_in_place(small_gemm, limit, in_place, rng, tol):
     """fastmlp's unpacked kernels read the batch's rows of X through the order, with no
-    copy into the batch buffers (left as they were); BLAS multiplies the copies. Both
-    equal the reference."""
+    copy into the batch buffers (left as they were), for an X of at most
+    ``rows_in_place_bytes``; else, and with BLAS, the products take copies. All equal
+    the reference."""
     from fastmlp import kernels
     if small_gemm and not kernels.small_gemm_isa():
         pytest.skip("no AVX2/AVX-512 kernels on this CPU or build")
     X, y, init = random_problem(rng, 37, 6, 64, 3, np.float64)
     order = np.concatenate([rng.permutation(37), rng.integers(0, 37, size=9)]).astype(np.int64)
-    ws = _sgd.Workspace(8, 6, 64, 3, np.float64, 2, small_gemm=small_gemm)
+    ws = _sgd.Workspace(8, 6, 64, 3, np.float64, 2, small_gemm=small_gemm, rows_in_place_bytes=limit)
     assert (ws.small_gemm_isa != 0) == small_gemm
     ws.X_batch[...] = np.nan
     got = [p.copy() for p in init]
     loss, correct = _sgd.sgd_epoch(X, y, order, *got, ws, 0.01, 0.05)
     ref, ref_loss, ref_correct = _reference(X, y, order, init, 8, 0.01, 0.05)
     _assert_matches_reference(got, loss, correct, ref, ref_loss, ref_correct, np.float64, tol)
-    assert np.isnan(ws.X_batch).all() == small_gemm
+    assert np.isnan(ws.X_batch).all() == in_place
+    if not in_place:   # each member's buffer holds its last batch's rows
+        assert not np.isnan(ws.X_batch).any()
+
+
+def test_rows_in_place_up_to_the_last_level_cache(tmp_path):
+    """The largest X read in place is the size of the highest cache level Linux lists,
+    or a laptop-sized default where none is listed."""
+    for index, level, size in ((0, 1, "48K"), (2, 2, "2048K"), (3, 3, "105M"), (1, 1, "32K")):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        (folder / "level").write_text(f"{level}\n")
+        (folder / "size").write_text(f"{size}\n")
+    assert _blas.rows_in_place_bytes(str(tmp_path)) == 105 * 2**20
+    assert _blas.rows_in_place_bytes(str(tmp_path / "none")) == _blas.DEFAULT_CACHE_BYTES
+    assert _blas.rows_in_place_bytes() > 0
 
 
 @pytest.mark.parametrize("n_slices", [1, 2, 4])
