@@ -779,7 +779,9 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
     cdef floating* b2 = <floating*> net.b2
     cdef floating* db2 = <floating*> a.d_b2
     cdef double s = a.scale, loss = 0
-    cdef const floating* wq = NULL if a.w == NULL else <const floating*> a.w_batch + member * a.w_stride
+    cdef const floating* wq = NULL     # the batch's sample weights, if any
+    if a.w != NULL:
+        wq = <const floating*> a.w_batch + member * a.w_stride
     gather_batch(a, a.first, member, tag)
     for k in range(a.first, a.last):
         nb = min(B, a.M - k * B)
