@@ -20,8 +20,9 @@ default (target: >= 1 when busy, >= 2.5 at the seed shape when idle) and the
 default's share of the large-GEMM peak (target when idle: >= 75% at the seed shape,
 >= 65% elsewhere). On a shared machine that peak moves by a factor 1.5 within
 seconds, so when idle a large product is timed in every round, beside the epochs
-(followed by a pause while BLAS's threads stop spinning), and the share is the median over rounds of the default's speed over that round's
-peak; "% of best peak" is the same over the best product of the whole run (the
+(followed by a pause while BLAS's threads stop spinning), and the share is the
+median over rounds of the default's speed over that round's peak; "% of best peak"
+is the same over the best product of the whole run (the
 header's figure), the harsher reading. "steal" is the share of the CPU time that the
 hypervisor of a virtual machine gave to other guests meanwhile (Linux only): where
 it is more than a few percent, "idle" was not idle.

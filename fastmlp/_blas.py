@@ -69,9 +69,10 @@ def _unpacked_columns(slice_width, itemsize):
 
 
 def _unpacked_tile(itemsize):
-    """Columns of a tile of fastmlp's unpacked kernels on this CPU (0: none)."""
+    """Columns of a tile of fastmlp's unpacked kernels on this CPU for floats of
+    ``itemsize`` bytes (0: none)."""
     from . import kernels
-    return kernels.small_gemm_width({4: "float32", 8: "float64"}[itemsize])
+    return kernels.small_gemm_width(f"f{itemsize}")
 
 
 def step_products(batch_size, n_features, slice_width, itemsize=8):

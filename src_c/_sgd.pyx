@@ -35,16 +35,17 @@ Each member gathers every row of the batch into its own buffer Xb_m (and the
 labels, and the sample weights wb_m, by which G_m's rows are then scaled): copying
 the rows twice costs less than moving half of them from the other core's cache
 at every step. Where fastmlp's unpacked kernels do the products (``small_gemm``)
-they read the rows in place instead, X's row ``order[r]`` for the batch's row r,
-and only the labels and weights are gathered (4-12% less time per epoch than
-copying, measured at batches 30 to 256). A segment starts with each member gathering its first batch. During
-an epoch W1 is held block-major (``Workspace.W1_blocks``, and V1 with momentum):
-each column block that a product of the step takes at once is one run of memory,
-and each member's slice is one run of blocks. So a product reads its block
+and X fits ``Workspace.rows_in_place_bytes``, they read the rows in place instead,
+X's row ``order[r]`` for the batch's row r, and only the labels and weights are
+gathered (``direct_rows``; 4-12% less time per epoch than copying, measured at
+batches 30 to 256). A segment starts with each member gathering its first batch.
+
+During an epoch W1 is held block-major (``Workspace.W1_blocks``, and V1 with
+momentum): each column block that a product of the step takes at once is one run of
+memory, and each member's slice is one run of blocks. So a product reads its block
 sequentially, not a few cache lines of every row of W1 (which at H=512 made one
 thread's epoch 2x slower), and no prefetcher pulls another member's lines;
-``fold_weights`` writes it back. With
-momentum, slice s also owns its part of V1 and of the Nesterov gradient buffer
+``fold_weights`` writes it back. With momentum, slice s also owns its part of V1 and of the Nesterov gradient buffer
 gW1, its rows of V2 and gW2, its entries of Vb1; member 0 owns Vb2. The updates
 themselves are ``update_matrix`` / ``update_vector``: the one place where the
 optimizer's rule is written.
@@ -647,7 +648,8 @@ cdef inline void update_matrix(Update* u, Py_ssize_t off, Py_ssize_t ld, Py_ssiz
                                bint last) noexcept nogil:
     """The optimizer's step on the (rows, cols) block of a weight matrix at W + off (row
     stride ld; its velocity at V + off, gradient buffer at G + off), whose data
-    gradient is A.T @ Bm (A: k x rows, Bm: k x cols). One of:
+    gradient is A.T @ Bm (A: k x rows, Bm: k x cols; with `isa`, A's row r may be read
+    through an index, at A + A_rows[r] lda, else A_rows is NULL). One of:
 
     plain SGD (momentum 0), with the decay lazily in the scale s (W = s * stored, see
     sgd_epoch; the caller multiplies s by `decay` after the step): one accumulate, by

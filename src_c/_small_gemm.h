@@ -13,13 +13,15 @@
  *   small_gemm_tn_momentum: the momentum step with the data gradient A.T @ B, fused
  *                   into the write-back (one pass over W and its velocity)
  *
- * all row-major with leading dimensions lda, ldb, ldc. Row r of A is at A + r * lda or,
- * with an index `rows` (not NULL), at A + rows[r] * lda: the step reads the batch's
- * rows of X where they lie, through the shuffled order, with no copy. A tile is MR rows of C by
- * NV vectors of its columns, held in registers while the sum over k runs; n must
- * be a multiple of the tile width (small_gemm_width), m and k are any size (a
- * short last tile of rows re-reads a valid row and discards its result). The sum
- * over k runs in order p = 0 .. k-1 for every entry, so results are deterministic.
+ * all row-major with leading dimensions lda, ldb, ldc. Row r of A is at A + r * lda
+ * or, with an index `rows` (not NULL), at A + rows[r] * lda: the step reads the
+ * batch's rows of X where they lie, through the shuffled order, with no copy.
+ *
+ * A tile is MR rows of C by NV vectors of its columns, held in registers while the
+ * sum over k runs; n must be a multiple of the tile width (small_gemm_width), m and k
+ * are any size (a short last tile of rows re-reads a valid row and discards its
+ * result). The sum over k runs in order p = 0 .. k-1 for every entry, so results are
+ * deterministic, and do not depend on the tile's shape.
  *
  * The same source is compiled for AVX2+FMA and for AVX-512 with GCC/Clang vector
  * extensions and `target` attributes; small_gemm_isa() picks one at run time
@@ -27,7 +29,7 @@
 #ifndef FASTMLP_SMALL_GEMM_H
 #define FASTMLP_SMALL_GEMM_H
 
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))\
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) \
     && !defined(FASTMLP_NO_SMALL_GEMM)
 #define FASTMLP_SMALL_GEMM 1
 #else
@@ -58,7 +60,7 @@ static inline void sg_tile_columns(int i0, int m, int col[SG_MR]) {
 
 /* One variant: element type T, vector type V of W elements, target string TGT. */
 #define SG_DEFINE(SUFFIX, T, W, NV, TGT)                                                 \
-typedef T sg_vec_##SUFFIX __attribute__((vector_size(sizeof(T) * W), aligned(sizeof(T))));\
+typedef T sg_vec_##SUFFIX __attribute__((vector_size(sizeof(T) * W), aligned(sizeof(T)))); \
                                                                                          \
 __attribute__((target(TGT))) static void                                                 \
 small_gemm_nn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,                \

@@ -417,6 +417,20 @@ def small_gemm_isa():
     return _small_gemm_isa()
 
 
+_ISA_NAMES = {0: "0 (none)", 1: "1 (AVX2)", 2: "2 (AVX-512)"}
+
+
+def _kernel_isa(isa, allowed):
+    """``isa`` (default: the best this CPU has) as an int, checked to be one of ``allowed``
+    and at most the best this CPU has."""
+    best = _small_gemm_isa()
+    isa = best if isa is None else int(isa)
+    if isa not in allowed or isa > best:
+        names = " or ".join(_ISA_NAMES[i] for i in allowed)
+        raise ValueError(f"isa must be {names} and at most {best} here, got {isa}")
+    return isa
+
+
 def small_gemm_width(dtype, isa=None):
     """Columns of a tile of fastmlp's unpacked kernels for ``dtype`` (float32 or float64):
     the number of columns of their products must be a multiple of it. 0 where the CPU
@@ -425,11 +439,7 @@ def small_gemm_width(dtype, isa=None):
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    best = _small_gemm_isa()
-    isa = best if isa is None else int(isa)
-    if isa not in (0, 1, 2) or isa > best:
-        raise ValueError(f"isa must be 1 (AVX2) or 2 (AVX-512) and at most {best} here, got {isa}")
-    return _small_gemm_width(isa, dtype.itemsize)
+    return _small_gemm_width(_kernel_isa(isa, (0, 1, 2)), dtype.itemsize)
 
 
 def _small_gemm_mv(int isa, bint trans_a, double alpha, const floating[:, ::1] A,
@@ -467,12 +477,9 @@ def small_gemm(alpha, A, B, C, trans_a=False, isa=None):
     -------
     C : ndarray
     """
-    best = _small_gemm_isa()
-    if best == 0:
+    if _small_gemm_isa() == 0:
         raise RuntimeError("this CPU (or build) has no AVX2/AVX-512 kernels: use gemm")
-    isa = best if isa is None else int(isa)
-    if isa not in (1, 2) or isa > best:
-        raise ValueError(f"isa must be 1 (AVX2) or 2 (AVX-512) and at most {best} here, got {isa}")
+    isa = _kernel_isa(isa, (1, 2))
     trans_a, _, alpha = _product_operands(alpha, A, B, C, trans_a, False)
     width = _small_gemm_width(isa, C.dtype.itemsize)
     if C.shape[1] % width:
