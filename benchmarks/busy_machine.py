@@ -9,7 +9,10 @@ For each shape and dtype, one epoch of:
   numpy          the NumPy reference (float64 only)
 
 first on the machine as it is ("idle"), then with one CPU-bound competitor process
-per core running beside it ("busy"), started and stopped by this script. Each
+per core running beside it ("busy"), started and stopped by this script, each held
+to its own core; with --unpinned, once more with the competitors placed by the OS
+("busy, OS-placed": two of them often share a core for seconds and leave fastmlp one
+to itself, so each epoch runs at one of two speeds, by luck). Each
 figure is the median of --repeat epochs after a warm-up, the contenders taking
 turns epoch by epoch, in a new random order each round: whoever runs right after a
 contender that used both threads starts with its thread parked beside a competitor
@@ -27,13 +30,14 @@ header's figure), the harsher reading. "steal" is the share of the CPU time that
 hypervisor of a virtual machine gave to other guests meanwhile (Linux only): where
 it is more than a few percent, "idle" was not idle.
 
-    python benchmarks/busy_machine.py [--quick] [--repeat 7]
+    python benchmarks/busy_machine.py [--quick] [--repeat 7] [--unpinned]
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/busy_machine.py
     OPENBLAS_CORETYPE=Haswell python benchmarks/busy_machine.py    # AVX2 kernels
 """
 
 import argparse
 import contextlib
+import functools
 
 import numpy as np
 
@@ -126,6 +130,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the seed shape only")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--unpinned", action="store_true",
+                        help="also time the busy rows with the competitors placed by the OS")
     args = parser.parse_args(argv)
     shapes = SHAPES[:1] if args.quick else SHAPES
     dtypes = (np.float64, np.float32)
@@ -133,8 +139,11 @@ def main(argv=None):
         print(f"# {line}")
     peaks = {np.dtype(dt).name: gemm_peak(dt) for dt in dtypes}
     print(f"# large GEMM peak: float64 {peaks['float64']:.1f}, float32 {peaks['float32']:.1f} GFLOP/s")
-    idle = measure(shapes, dtypes, args.repeat, contextlib.nullcontext, time_peak=True)
-    busy = measure(shapes, dtypes, args.repeat, CompetingLoad)
+    loads = {"idle": measure(shapes, dtypes, args.repeat, contextlib.nullcontext, time_peak=True),
+             "busy": measure(shapes, dtypes, args.repeat, CompetingLoad)}
+    if args.unpinned:
+        loads["busy, OS-placed"] = measure(shapes, dtypes, args.repeat,
+                                           functools.partial(CompetingLoad, pin=False))
     print()
     print("| shape | dtype | load | default ms | 1 thread ms | team always ms | numpy ms "
           "| default / 1 thread | same, paired | numpy / default | default % of peak | % of best peak "
@@ -143,7 +152,7 @@ def main(argv=None):
     for shape in shapes:
         for dtype in dtypes:
             name = np.dtype(dtype).name
-            for load, (times, paired, of_peak, steal) in (("idle", idle), ("busy", busy)):
+            for load, (times, paired, of_peak, steal) in loads.items():
                 t = {c: times.get((shape.label, name, c)) for c in ("default", "1 thread", "team always", "numpy")}
                 best = 100 * shape.flops / t["default"] / 1e9 / peaks[name]
                 share = of_peak.get((shape.label, name))

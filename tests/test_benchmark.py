@@ -1,6 +1,7 @@
 """The benchmark suite's plumbing and its peer mapping (no timing is asserted here)."""
 
 import csv
+import os
 import pathlib
 
 import numpy as np
@@ -121,3 +122,14 @@ def test_competing_load_runs_one_busy_process_per_core_and_stops_them():
         assert len(procs) == 2 and all(p.poll() is None for p in procs)
     assert all(p.poll() is not None for p in procs) and load._procs == []
     assert benchmark.CompetingLoad().n_processes == benchmark.available_cores()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="the OS does not let a process choose its CPUs")
+def test_competing_load_holds_each_process_to_its_own_core():
+    cores = sorted(os.sched_getaffinity(0))
+    n = len(cores) + 1                  # one more than the cores: the extra one shares the first
+    with benchmark.CompetingLoad(n_processes=n) as load:
+        held = [os.sched_getaffinity(p.pid) for p in load._procs]
+    assert held == [{c} for c in cores] + [{cores[0]}]
+    with benchmark.CompetingLoad(n_processes=2, pin=False) as load:
+        assert all(os.sched_getaffinity(p.pid) == set(cores) for p in load._procs)
