@@ -362,6 +362,19 @@ def test_thread_choice_tries_the_team_afresh_when_one_thread_slows_down():
     assert modes.count("2") <= 0.25 * len(modes), modes
 
 
+def test_thread_choice_probes_run_as_long_as_the_segments_around_them():
+    """A probe of the mode not in use takes about 8 ms of the mode in use's steps, as
+    every segment does: on a busy machine the OS runs each thread a few milliseconds
+    at a time, and a shorter probe would time where in that cycle it fell."""
+    runs = _sgd.simulate_thread_choice(lambda i, threads: 200e-6 if threads == 2 else 300e-6, 200,
+                                       with_steps=True)
+    in_use = int(8e-3 / 200e-6)                       # the team's segments: 40 steps
+    probes = [steps for threads, steps in runs[10:] if threads == 1]
+    assert len(probes) >= 3, runs
+    assert all(abs(steps - in_use) <= 1 for steps in probes), runs
+    assert all(abs(steps - in_use) <= 1 for threads, steps in runs[10:] if threads == 2), runs
+
+
 def test_thread_choice_keeps_trying_a_team_that_loses_narrowly():
     """A team that loses by less than 25% (a noisy moment on an idle machine) is tried
     again at the same pace, not less and less often: once it is faster again it is back
