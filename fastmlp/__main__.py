@@ -406,7 +406,7 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="only the seed's shape")
     p.add_argument("--load", choices=["idle", "busy", "both"], default="both",
                    help="time on the machine as it is (idle), with one CPU-bound process per core "
-                        "beside it (busy), or both (default)")
+                        "beside it, each held to its core (busy), or both (default)")
     p.add_argument("--repeat", type=int, default=5, help="timed epochs per measurement (median)")
     p.add_argument("--out", metavar="FOLDER",
                    help="also write results.md, results.csv and results.png into this folder")

@@ -359,8 +359,9 @@ def run_suite(shapes=None, peers=PEERS, repeat=5, log=print, loads=LOADS):
     """Time every peer on every shape, for each load. Returns ``(rows, peaks, skipped)``.
 
     ``loads``: ``"idle"`` times the machine as it is; ``"busy"`` times every peer
-    again with one CPU-bound competitor process per core running beside it
-    (:class:`CompetingLoad`), as on a laptop with a browser or a shared CI runner;
+    again with one CPU-bound competitor process per core running beside it, each
+    held to its core (:class:`CompetingLoad`), as on a laptop with a browser or a
+    shared CI runner;
     those rows' shape labels end in ", busy".
     ``rows``: one dict per (shape, peer) with ``ms`` (median ms/epoch), ``gflops``
     and ``pct_peak``; ``peaks``: GFLOP/s of a large GEMM by dtype name (idle);
