@@ -243,8 +243,11 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
     Only probes of the team can switch to it, and two in a row must win: on a busy
     machine the OS takes a core from fastmlp's threads now and then, for milliseconds,
     so one thread's segments slow down at times and a probe of the team may happen to
-    run while both threads have a core. Switching back to one thread needs no such
-    care: it is never far worse than one thread."""
+    run while both threads have a core. Switching back to one thread takes one probe
+    that wins: it is never far worse than the team. But the team's own time passing
+    one thread's old estimate only prompts that probe, at once: a moment when the whole
+    machine is slow (a neighbour, the hypervisor) slows both alike, and trusting the
+    old estimate then switched to one thread and back for several segments."""
     cdef double t = seconds / steps
     cdef int best
     c.per_step[mode] = t if c.per_step[mode] == 0 or mode != c.mode else 0.5 * (c.per_step[mode] + t)
@@ -264,6 +267,10 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
                 c.team_won = 0
         else:
             best = 0 if c.per_step[0] < c.per_step[1] else 1
+            if not best and mode == 1:
+                # the team looks slower than one thread's old estimate: try one thread now
+                c.probe_in = 0
+                best = 1
         if best != c.mode:
             c.mode = best
             c.team_won = 0

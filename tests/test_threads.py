@@ -375,6 +375,24 @@ def test_thread_choice_probes_run_as_long_as_the_segments_around_them():
     assert all(abs(steps - in_use) <= 1 for threads, steps in runs[10:] if threads == 2), runs
 
 
+def test_thread_choice_rides_out_a_moment_when_everything_is_slow():
+    """For three segments the whole machine runs 4x slower (a neighbour, the hypervisor):
+    the team's own time then passes one thread's old estimate, which is no reason to
+    switch. One thread is tried afresh instead, loses, and the team runs on. When only
+    the team slows down, the same probe wins and one thread takes over."""
+    def everything_slow(i, threads):
+        return (200e-6 if threads == 2 else 300e-6) * (4 if 64 <= i < 67 else 1)
+
+    def team_slow(i, threads):
+        return (200e-6 if threads == 2 else 300e-6) * (4 if 64 <= i < 67 and threads == 2 else 1)
+
+    modes = _modes(everything_slow, 100)
+    assert modes[30:64].count("1") <= 3, modes          # the team before, probes aside
+    assert modes[64:84].count("1") <= 1, modes          # one probe, no switch
+    modes = _modes(team_slow, 100)
+    assert modes[65:68].count("1") >= 2, modes          # one thread while the team is slow
+
+
 def test_thread_choice_keeps_trying_a_team_that_loses_narrowly():
     """A team that loses by less than 25% (a noisy moment on an idle machine) is tried
     again at the same pace, not less and less often: once it is faster again it is back
