@@ -76,11 +76,11 @@ def measure(shapes, dtypes, repeat, load, time_peak=False):
     BLAS threads keep spinning for a while after each call and would slow whichever
     contender came next.
 
-    The paired ratio is the robust one on a busy machine: there the OS often runs
-    fastmlp at two speeds a factor 2 apart (sharing a core with one competitor or
-    not) and switches between them every few epochs, so the medians of two
-    contenders can land in different modes while a round's two epochs mostly share
-    one."""
+    The paired ratio is the robust one on a busy machine: there, with the competitors
+    placed by the OS, fastmlp often runs at two speeds a factor 2 apart (sharing a
+    core with one competitor or not) and switches between them every few epochs, so
+    the medians of two contenders can land in different modes while a round's two
+    epochs mostly share one. Competitors held to their cores leave less of that."""
     import random
     import statistics
     import time
