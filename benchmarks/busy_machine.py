@@ -12,23 +12,22 @@ first on the machine as it is ("idle"), then with one CPU-bound competitor proce
 per core running beside it ("busy"), started and stopped by this script, each held
 to its own core; with --unpinned, once more with the competitors placed by the OS
 ("busy, OS-placed": two of them often share a core for seconds and leave fastmlp one
-to itself, so each epoch runs at one of two speeds, by luck). Each
-figure is the median of --repeat epochs after a warm-up, the contenders taking
-turns epoch by epoch, in a new random order each round: whoever runs right after a
-contender that used both threads starts with its thread parked beside a competitor
-on a busy machine, so a fixed order would charge that to one contender. The ratios
-printed are default / 1 thread (target: <= 1.15 when busy; also as the median of
-each round's ratio, "paired", the steadier figure on a busy machine), numpy /
-default (target: >= 1 when busy, >= 2.5 at the seed shape when idle) and the
-default's share of the large-GEMM peak (target when idle: >= 75% at the seed shape,
->= 65% elsewhere). On a shared machine that peak moves by a factor 1.5 within
-seconds, so when idle a large product is timed in every round, beside the epochs
-(followed by a pause while BLAS's threads stop spinning), and the share is the
-median over rounds of the default's speed over that round's peak; "% of best peak"
-is the same over the best product of the whole run (the
-header's figure), the harsher reading. "steal" is the share of the CPU time that the
-hypervisor of a virtual machine gave to other guests meanwhile (Linux only): where
-it is more than a few percent, "idle" was not idle.
+to itself, so each epoch runs at one of two speeds, by luck). Each figure is the
+median of --repeat epochs after a warm-up, the contenders taking turns epoch by
+epoch, in a new random order each round: whoever runs right after a contender that
+used both threads starts with its thread parked beside a competitor on a busy
+machine, so a fixed order would charge that to one contender. The ratios printed are
+default / 1 thread (target: <= 1.15 when busy; also as the median of each round's
+ratio, "paired", the steadier figure on a busy machine), numpy / default (target:
+>= 1 when busy, >= 2.5 at the seed shape when idle) and the default's share of the
+large-GEMM peak (target when idle: >= 75% at the seed shape, >= 65% elsewhere). On a
+shared machine that peak moves by a factor 1.5 within seconds, so when idle a large
+product is timed in every round, beside the epochs (followed by a pause while BLAS's
+threads stop spinning), and the share is the median over rounds of the default's
+speed over that round's peak; "% of best peak" is the same over the best product of
+the whole run (the header's figure), the harsher reading. "steal" is the share of
+the CPU time that the hypervisor of a virtual machine gave to other guests meanwhile
+(Linux only): where it is more than a few percent, "idle" was not idle.
 
     python benchmarks/busy_machine.py [--quick] [--repeat 7] [--unpinned]
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/busy_machine.py

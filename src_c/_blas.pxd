@@ -45,11 +45,13 @@ cdef extern from "_small_gemm.h" nogil:
     void small_gemm_tn_s(int isa, int m, int n, int k, float alpha, const float* A, int lda,
                          const int64_t* rows, const float* B, int ldb, float* C, int ldc)
     void small_gemm_tn_momentum_d(int isa, int m, int n, int k, const double* A, int lda,
-                                  const int64_t* rows, const double* B, int ldb, double* W, double* V, int ldc,
-                                  double lr, double reg2, double momentum, int nesterov)
+                                  const int64_t* rows, const double* B, int ldb, double* W,
+                                  double* V, int ldc, double lr, double reg2, double momentum,
+                                  int nesterov)
     void small_gemm_tn_momentum_s(int isa, int m, int n, int k, const float* A, int lda,
-                                  const int64_t* rows, const float* B, int ldb, float* W, float* V, int ldc,
-                                  float lr, float reg2, float momentum, int nesterov)
+                                  const int64_t* rows, const float* B, int ldb, float* W,
+                                  float* V, int ldc, float lr, float reg2, float momentum,
+                                  int nesterov)
 
 
 cdef inline void small_gemm_nn(int isa, int m, int n, int k, floating alpha,
@@ -73,13 +75,16 @@ cdef inline void small_gemm_tn(int isa, int m, int n, int k, floating alpha,
 
 
 cdef inline void small_gemm_tn_momentum(int isa, int m, int n, int k, const floating* A, int lda,
-                                        const int64_t* rows, const floating* B, int ldb, floating* W, floating* V, int ldc,
-                                        floating lr, floating reg2, floating momentum,
+                                        const int64_t* rows, const floating* B, int ldb,
+                                        floating* W, floating* V, int ldc, floating lr,
+                                        floating reg2, floating momentum,
                                         bint nesterov) noexcept nogil:
     """The momentum step on W (m x n, row stride ldc; velocity V alike) with the data
     gradient A.T @ B, in one pass (n a multiple of small_gemm_width):
     g := A.T @ B + reg2 W;  V := momentum V - lr g;  W := W + V  (nesterov: W + momentum V - lr g)."""
     if floating is double:
-        small_gemm_tn_momentum_d(isa, m, n, k, A, lda, rows, B, ldb, W, V, ldc, lr, reg2, momentum, nesterov)
+        small_gemm_tn_momentum_d(isa, m, n, k, A, lda, rows, B, ldb, W, V, ldc, lr, reg2, momentum,
+                                 nesterov)
     else:
-        small_gemm_tn_momentum_s(isa, m, n, k, A, lda, rows, B, ldb, W, V, ldc, lr, reg2, momentum, nesterov)
+        small_gemm_tn_momentum_s(isa, m, n, k, A, lda, rows, B, ldb, W, V, ldc, lr, reg2, momentum,
+                                 nesterov)

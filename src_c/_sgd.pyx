@@ -45,10 +45,10 @@ momentum): each column block that a product of the step takes at once is one run
 memory, and each member's slice is one run of blocks. So a product reads its block
 sequentially, not a few cache lines of every row of W1 (which at H=512 made one
 thread's epoch 2x slower), and no prefetcher pulls another member's lines;
-``fold_weights`` writes it back. With momentum, slice s also owns its part of V1 and of the Nesterov gradient buffer
-gW1, its rows of V2 and gW2, its entries of Vb1; member 0 owns Vb2. The updates
-themselves are ``update_matrix`` / ``update_vector``: the one place where the
-optimizer's rule is written.
+``fold_weights`` writes it back. With momentum, slice s also owns its part of V1 and
+of the Nesterov gradient buffer gW1, its rows of V2 and gW2, its entries of Vb1;
+member 0 owns Vb2. The updates themselves are ``update_matrix`` / ``update_vector``:
+the one place where the optimizer's rule is written.
 
 Why that is race-free with one barrier: a member writes only its own batch buffers
 and slices, and G_m. The shares are the one thing members exchange: after the

@@ -225,8 +225,7 @@ def test_compiled_step_with_controls_on_the_whole_team(momentum, nesterov, weigh
     v_ref = tuple(np.zeros_like(p) for p in init)
     ws = _sgd.Workspace(9, 11, 32, 5, dtype, slices, columns, max_threads=threads, adaptive=False,
                         small_gemm=small_gemm, fused_momentum=fused)
-    isa = kernels.small_gemm_isa()
-    width = kernels.small_gemm_width(dtype) if isa else 0
+    isa, width = kernels.small_gemm_isa(), kernels.small_gemm_width(dtype)   # 0, 0 without kernels
     assert ws.momentum_isa == (isa if fused and isa and (32 // slices) % width == 0 else 0)
     for epoch in range(3):
         order = rng.permutation(43)
