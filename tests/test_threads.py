@@ -18,7 +18,7 @@ from numpy.testing import assert_allclose
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastmlp
-from fastmlp import _blas, _sgd, _threads, reference
+from fastmlp import _blas, _sgd, _threads, benchmark, reference
 from _helpers import random_problem
 
 NAMES = ("W1", "b1", "W2", "b2")
@@ -836,6 +836,34 @@ def _run_python(code, timeout=120, **kwargs):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=str(REPO),
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def test_team_threads_stop_using_the_cpu_after_an_epoch():
+    """A team's waiting threads spin, then sleep (``src_c/_team.h``): a few milliseconds
+    after a threaded epoch the process uses no CPU while it sleeps. A wait that kept
+    spinning would burn a core for as long as the process lives."""
+    X, y, order, init = _determinism_problem()
+    ws = _sgd.Workspace(10, 13, 32, 5, np.float64, 2, max_threads=2, adaptive=False)
+    params = tuple(p.copy() for p in init)
+    _sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 1.0)
+    assert ws.thread_choice["threads"] == (2 if _sgd.THREADS else 1)
+    time.sleep(0.3)   # the team's waits end within milliseconds; BLAS's within 0.3 s
+    before = time.process_time()
+    time.sleep(0.5)
+    assert time.process_time() - before < 0.05
+
+
+@pytest.mark.skipif(not _sgd.THREADS, reason="a build without threads never waits")
+def test_team_waits_spin_briefly_while_other_processes_want_a_core():
+    """Waiting members spin for milliseconds only while no other thread is ready to
+    run (a sleeping thread's core is then idle anyway, and in a virtual machine waking
+    it can take milliseconds); with busy processes beside the team, one more than the
+    cores, they spin for microseconds and then give the core away."""
+    assert _sgd.wait_spin_seconds(1) in (30e-6, 3e-3)
+    with benchmark.CompetingLoad(n_processes=(os.cpu_count() or 1) + 1):
+        time.sleep(0.2)
+        assert _sgd.wait_spin_seconds(1) == 30e-6
+        assert _sgd.wait_spin_seconds(2) == 30e-6
 
 
 def test_fit_in_a_fork_child_after_a_threaded_fit():
