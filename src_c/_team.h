@@ -189,7 +189,7 @@ static team *team_new(void) {
     ec_init(&t->start);
     ec_init(&t->done);
     ec_init(&t->barrier);
-    t->spin_us = (int)(1e6 * TEAM_SPIN_SECONDS);
+    t->spin_us = (int)(1e6 * TEAM_SPIN_SECONDS + 0.5);
     t->fork_generation = team_fork_generation;
     return t;
 }
@@ -260,7 +260,7 @@ static int team_run(team *t, int n_members, team_task task, void *args) {
     }
     /* the caller and the workers not asleep */
     int awake = 1 + t->n_workers - __atomic_load_n(&t->start.sleepers, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&t->spin_us, (int)(1e6 * team_wait_spin(awake)), __ATOMIC_RELAXED);
+    __atomic_store_n(&t->spin_us, (int)(1e6 * team_wait_spin(awake) + 0.5), __ATOMIC_RELAXED);
     t->task = task;
     t->args = args;
     t->n_members = n_members;
