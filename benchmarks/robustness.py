@@ -28,7 +28,8 @@ EXIT_CHILD = textwrap.dedent("""
 """)
 
 CTRL_C_CHILD = textwrap.dedent("""
-    import sys, time, numpy as np, fastmlp
+    import signal, sys, time, numpy as np, fastmlp
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started ignored
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60000, 784)).astype(sys.argv[1]); y = rng.integers(0, 10, 60000)
     print("ready", flush=True)
