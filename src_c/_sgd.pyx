@@ -9,9 +9,9 @@ this module must agree with it.
 Threads. The hidden units are split into ``n_slices`` equal slices (see
 ``Workspace``); the result depends on the slice count only. The slices run on a
 team of fastmlp's own threads (``src_c/_team.h``: POSIX threads that wait by
-spinning briefly, then yielding, then sleeping, and start afresh after a fork),
-member ``m`` of ``n`` owning slices ``m, m + n, ...``. An epoch runs in
-*segments* of a few milliseconds' worth of steps; before each segment a
+spinning, briefly when other threads want a core, then sleeping, and start afresh
+after a fork), member ``m`` of ``n`` owning slices ``m, m + n, ...``. An epoch runs
+in *segments* of a few milliseconds' worth of steps; before each segment a
 ``ThreadChoice`` picks how many members run it (one, or one per slice), from the
 time per step it measured for both (on an idle machine the team wins; on a busy
 one either may, with the load), and the result is the same either way. Between
@@ -110,19 +110,19 @@ cdef extern from "_team.h" nogil:
     void team_free(team* t)
     int team_threads_available()
     double team_clock()
-    double team_wait_spin(int own_threads)
+    int team_wait_spin_us(int own_threads)
 
 #: Whether this build runs the slices of a step on several threads.
 THREADS = bool(team_threads_available())
 
 
-def wait_spin_seconds(int own_threads=1):
-    """How long the waiting members of a team starting a run now would spin before they
-    sleep, with ``own_threads`` of fastmlp's threads awake: milliseconds when no other
-    thread is ready to run on the machine, else microseconds (``src_c/_team.h``,
-    ``team_wait_spin``; where the OS does not say, microseconds). 0 in a build
-    without threads."""
-    return team_wait_spin(own_threads)
+def wait_spin_microseconds(int own_threads=1):
+    """How long (µs) the waiting members of a team starting a run now would spin before
+    they sleep, with ``own_threads`` of fastmlp's threads awake: 3000 when no other
+    thread is ready to run on the machine, else 30 (``src_c/_team.h``,
+    ``team_wait_spin_us``; 30 where the OS does not say). 0 in a build without
+    threads."""
+    return team_wait_spin_us(own_threads)
 
 
 # ------------------------------------------------------------------ process-wide state

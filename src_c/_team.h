@@ -22,7 +22,6 @@
 #ifndef FASTMLP_TEAM_H
 #define FASTMLP_TEAM_H
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -47,16 +46,17 @@ static double team_clock(void) {
 
 #if FASTMLP_TEAM_THREADS
 #include <pthread.h>
+#include <stdio.h>
 
-/* How long a waiting thread spins before it sleeps, when threads other than the
+/* How long (µs) a waiting thread spins before it sleeps, when threads other than the
  * team's are ready to run: long enough to cover the imbalance between members
  * within a step on an idle machine (a few microseconds), short enough that on a
  * busy machine a waiting thread soon gives its core to the thread it waits for. */
-#define TEAM_SPIN_SECONDS 30e-6
+#define TEAM_SPIN_US 30
 /* ... and when no other thread is ready to run (see team_run): long enough to cover
  * a member that the hypervisor has paused for a time slice of its own
  * (milliseconds), and the gap between two segments of an epoch, or two epochs. */
-#define TEAM_LONG_SPIN_SECONDS 3e-3
+#define TEAM_LONG_SPIN_US 3000
 
 static inline void team_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -67,7 +67,7 @@ static inline void team_cpu_relax(void) {
 }
 
 /* An event counter: threads wait for `value` to move past what they last saw.
- * Waiters spin for `spin` seconds, then sleep on the condition variable;
+ * Waiters spin for `spin_us` microseconds, then sleep on the condition variable;
  * ec_advance wakes sleepers only when there are any. Sequentially consistent
  * atomics make "advance, then read sleepers" and "count myself a sleeper, then
  * re-read value" see each other, so no wake-up is lost. */
@@ -95,7 +95,7 @@ static inline unsigned ec_read(team_event *ec) {
 }
 
 /* Wait until ec->value != seen; returns the new value. */
-static unsigned ec_wait(team_event *ec, unsigned seen, double spin) {
+static unsigned ec_wait(team_event *ec, unsigned seen, int spin_us) {
     unsigned now;
     int spins = 0;
     double deadline = 0;
@@ -104,7 +104,7 @@ static unsigned ec_wait(team_event *ec, unsigned seen, double spin) {
         if (++spins % 64 == 0) {
             double t = team_clock();
             if (deadline == 0)
-                deadline = t + spin;
+                deadline = t + 1e-6 * spin_us;
             else if (t > deadline)
                 break;
         }
@@ -170,7 +170,7 @@ static void *team_worker_main(void *p) {
     team *t = arg->owner;
     unsigned seen = arg->start_seen;
     for (;;) {
-        seen = ec_wait(&t->start, seen, 1e-6 * __atomic_load_n(&t->spin_us, __ATOMIC_RELAXED));
+        seen = ec_wait(&t->start, seen, __atomic_load_n(&t->spin_us, __ATOMIC_RELAXED));
         if (__atomic_load_n(&t->stopping, __ATOMIC_SEQ_CST))
             return NULL;
         if (arg->member < t->n_members) {
@@ -189,7 +189,7 @@ static team *team_new(void) {
     ec_init(&t->start);
     ec_init(&t->done);
     ec_init(&t->barrier);
-    t->spin_us = (int)(1e6 * TEAM_SPIN_SECONDS + 0.5);
+    t->spin_us = TEAM_SPIN_US;
     t->fork_generation = team_fork_generation;
     return t;
 }
@@ -214,18 +214,17 @@ static int team_grow(team *t, int n_members) {
 /* Threads ready to run on the machine now, fastmlp's included (Linux's
  * /proc/loadavg), or -1 where that is unknown. */
 static int team_runnable_threads(void) {
-    int runnable = -1, total;
-    double load1, load5, load15;
-    FILE *f = fopen("/proc/loadavg", "r");
+    int runnable = -1;
+    FILE *f = fopen("/proc/loadavg", "r");   /* "0.70 1.08 1.25 1/78 5109" */
     if (f == NULL)
         return -1;
-    if (fscanf(f, "%lf %lf %lf %d/%d", &load1, &load5, &load15, &runnable, &total) != 5)
+    if (fscanf(f, "%*f %*f %*f %d/", &runnable) != 1)
         runnable = -1;
     fclose(f);
     return runnable;
 }
 
-/* How long the team's waits spin before they sleep, for a run starting now: long
+/* How long (µs) the team's waits spin before they sleep, for a run starting now: long
  * when no thread but the team's own (own_threads of them awake) is ready to run,
  * else short.
  *
@@ -241,11 +240,11 @@ static int team_runnable_threads(void) {
  * threads 0.75-0.86 against 0.94-1.01; with no steal all alike (0.55-0.57). Under 5
  * loads of competing processes the default's geometric mean was 0.995 with this
  * rule and 0.974 with the short spin always: within the noise of those runs. */
-static double team_wait_spin(int own_threads) {
+static int team_wait_spin_us(int own_threads) {
     int runnable = team_runnable_threads();
     if (runnable < 0)
-        return TEAM_SPIN_SECONDS;
-    return runnable <= own_threads ? TEAM_LONG_SPIN_SECONDS : TEAM_SPIN_SECONDS;
+        return TEAM_SPIN_US;
+    return runnable <= own_threads ? TEAM_LONG_SPIN_US : TEAM_SPIN_US;
 }
 
 /* Run task(args, m, n_members) on members m = 0 .. n_members - 1 and wait for
@@ -260,7 +259,7 @@ static int team_run(team *t, int n_members, team_task task, void *args) {
     }
     /* the caller and the workers not asleep */
     int awake = 1 + t->n_workers - __atomic_load_n(&t->start.sleepers, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&t->spin_us, (int)(1e6 * team_wait_spin(awake) + 0.5), __ATOMIC_RELAXED);
+    __atomic_store_n(&t->spin_us, team_wait_spin_us(awake), __ATOMIC_RELAXED);
     t->task = task;
     t->args = args;
     t->n_members = n_members;
@@ -270,7 +269,7 @@ static int team_run(team *t, int n_members, team_task task, void *args) {
     ec_advance(&t->start);
     task(args, 0, n_members);
     while (__atomic_load_n(&t->running, __ATOMIC_SEQ_CST) != 0)
-        done_seen = ec_wait(&t->done, done_seen, 1e-6 * t->spin_us);
+        done_seen = ec_wait(&t->done, done_seen, t->spin_us);
     return n_members;
 }
 
@@ -283,7 +282,7 @@ static void team_barrier(team *t, int n_members) {
         __atomic_store_n(&t->arrived, 0, __ATOMIC_SEQ_CST);
         ec_advance(&t->barrier);
     } else {
-        ec_wait(&t->barrier, generation, 1e-6 * t->spin_us);
+        ec_wait(&t->barrier, generation, t->spin_us);
     }
 }
 
@@ -327,7 +326,7 @@ static void team_barrier(team *t, int n_members) { (void)t; (void)n_members; }
 static int team_usable(team *t) { (void)t; return 1; }
 static void team_free(team *t) { free(t); }
 static int team_threads_available(void) { return 0; }
-static double team_wait_spin(int own_threads) { (void)own_threads; return 0; }
+static int team_wait_spin_us(int own_threads) { (void)own_threads; return 0; }
 
 #endif
 #endif

@@ -859,11 +859,11 @@ def test_team_waits_spin_briefly_while_other_processes_want_a_core():
     run (a sleeping thread's core is then idle anyway, and in a virtual machine waking
     it can take milliseconds); with busy processes beside the team, one more than the
     cores, they spin for microseconds and then give the core away."""
-    assert _sgd.wait_spin_seconds(1) in (30e-6, 3e-3)
+    assert _sgd.wait_spin_microseconds(1) in (30, 3000)
     with benchmark.CompetingLoad(n_processes=(os.cpu_count() or 1) + 1):
         time.sleep(0.2)
-        assert _sgd.wait_spin_seconds(1) == 30e-6
-        assert _sgd.wait_spin_seconds(2) == 30e-6
+        assert _sgd.wait_spin_microseconds(1) == 30
+        assert _sgd.wait_spin_microseconds(2) == 30
 
 
 def test_fit_in_a_fork_child_after_a_threaded_fit():
