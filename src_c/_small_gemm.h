@@ -93,7 +93,9 @@ small_gemm_nn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,       
     }                                                                                    \
 }                                                                                        \
                                                                                          \
-/* acc := A[:, col[0..MR-1]].T @ B[:, j .. j + NV W], the sum over p in order. */        \
+/* acc := A[:, cols].T @ B[:, j .. j + NV W], the sum over p in order, for columns       \
+ * 0 .. MR - 1 of A or, with col (the short last tile of rows), col[0 .. MR - 1].        \
+ * Without col the MR broadcasts of a row are at fixed offsets from one pointer. */      \
 __attribute__((target(TGT), always_inline)) static inline void                           \
 sg_tile_tn_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][NV], int k, const T *A, int lda,          \
                     const int64_t *rows, const int *col, const T *B, int ldb) {          \
@@ -107,7 +109,7 @@ sg_tile_tn_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][NV], int k, const T *A, int lda, 
         for (int v = 0; v < NV; v++)                                                     \
             bv[v] = *(const V *)(B + v * W);                                             \
         for (int i = 0; i < SG_MR; i++) {                                                \
-            V av = a[col[i]] - (V){0};                                                   \
+            V av = (col ? a[col[i]] : a[i]) - (V){0};                                    \
             for (int v = 0; v < NV; v++)                                                 \
                 acc[i][v] += av * bv[v];                                                 \
         }                                                                                \
@@ -123,7 +125,10 @@ small_gemm_tn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,       
         sg_tile_columns(i0, m, col);                                                     \
         for (int j = 0; j < n; j += NV * W) {                                            \
             V acc[SG_MR][NV];                                                            \
-            sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, col, B + j, ldb);                  \
+            if (i0 + SG_MR <= m)    /* a whole tile of rows */                           \
+                sg_tile_tn_##SUFFIX(acc, k, A + i0, lda, rows, NULL, B + j, ldb);        \
+            else                                                                         \
+                sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, col, B + j, ldb);              \
             for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
                 for (int v = 0; v < NV; v++) {                                           \
                     V *c = (V *)(C + (i0 + i) * (long)ldc + j + v * W);                  \
@@ -155,7 +160,10 @@ small_gemm_tn_momentum_##SUFFIX(int m, int n, int k, const T *A, int lda,       
                     __builtin_prefetch(Vel + (in + i) * (long)ldc + jn + v, 1);          \
                 }                                                                        \
             V acc[SG_MR][NV];                                                            \
-            sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, col, B + j, ldb);                  \
+            if (i0 + SG_MR <= m)    /* a whole tile of rows */                           \
+                sg_tile_tn_##SUFFIX(acc, k, A + i0, lda, rows, NULL, B + j, ldb);        \
+            else                                                                         \
+                sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, col, B + j, ldb);              \
             for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
                 for (int v = 0; v < NV; v++) {                                           \
                     long at = (i0 + i) * (long)ldc + j + v * W;                          \
