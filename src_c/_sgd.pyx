@@ -320,6 +320,16 @@ def simulate_thread_choice(seconds_per_step, Py_ssize_t segments, int team_membe
 
 # ------------------------------------------------------------------ the workspace
 
+cdef int requested_isa(request):
+    """The kernels a Workspace argument asks for: 0 for False, this CPU's best for
+    True, and for a number at most that one (1: AVX2 even on an AVX-512 CPU)."""
+    if not request:
+        return 0
+    if request is True:
+        return small_gemm_isa()
+    return min(small_gemm_isa(), int(request))
+
+
 cdef int isa_for_slices(int isa, int itemsize, Py_ssize_t slice_width):
     """`isa` if fastmlp's unpacked kernels can take a slice of this width (a multiple
     of their tile), else 0 (BLAS)."""
@@ -373,12 +383,13 @@ cdef class Workspace:
         workspace's copy of the order), so ``X_batch`` stays unused, except with
         momentum where ``fused_momentum`` is off or cannot apply, and for an X larger
         than ``rows_in_place_bytes``.
-    fused_momentum : bool, default True
+    fused_momentum : bool or int, default True
         With momentum, update each slice of W1 and its velocity in the write-back of
         fastmlp's unpacked kernel for its gradient (one pass over both, instead of a
         BLAS accumulate and a second pass), where the CPU has AVX2 or AVX-512 and the
-        slice width is a multiple of their tile, whatever ``small_gemm`` says. The
-        results agree with the other path to rounding, and each path is deterministic.
+        slice width is a multiple of their tile, whatever ``small_gemm`` says; 1 asks
+        for the AVX2 kernel even on an AVX-512 CPU. The results agree with the other
+        path to rounding, and each path is deterministic.
     rows_in_place_bytes : int, optional
         Read the rows in place (see ``small_gemm``) only for an X of at most this many
         bytes (default: any X). From memory, rows read one by one inside the product
@@ -405,7 +416,7 @@ cdef class Workspace:
 
     def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_features, Py_ssize_t n_hidden,
                  Py_ssize_t n_classes, dtype, Py_ssize_t n_slices=1, gemm_columns=None,
-                 max_threads=None, bint adaptive=True, small_gemm=False, bint fused_momentum=True,
+                 max_threads=None, bint adaptive=True, small_gemm=False, fused_momentum=True,
                  rows_in_place_bytes=None):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
@@ -419,11 +430,8 @@ cdef class Workspace:
         S, B, Hs = n_slices, batch_size, n_hidden // n_slices
         self.n_slices = S
         self.gemm_columns = Hs if gemm_columns is None else min(max(int(gemm_columns), 1), Hs)
-        isa = small_gemm_isa() if small_gemm else 0
-        if small_gemm is not True and small_gemm:     # 1: AVX2 even where AVX-512 is there
-            isa = min(isa, int(small_gemm))
-        self.small_gemm_isa = isa_for_slices(isa, dtype.itemsize, Hs)
-        self.momentum_isa = isa_for_slices(small_gemm_isa() if fused_momentum else 0, dtype.itemsize, Hs)
+        self.small_gemm_isa = isa_for_slices(requested_isa(small_gemm), dtype.itemsize, Hs)
+        self.momentum_isa = isa_for_slices(requested_isa(fused_momentum), dtype.itemsize, Hs)
         self.rows_in_place_bytes = None if rows_in_place_bytes is None else int(rows_in_place_bytes)
         # W1 in blocks of the columns that a product takes at once: gemm_columns where
         # they divide a slice (and fastmlp's kernels, where used, can take them), else
