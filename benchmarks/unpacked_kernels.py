@@ -1,0 +1,112 @@
+"""Epoch time with fastmlp's AVX2 kernels against its AVX-512 kernels, on one CPU.
+
+A CPU without AVX-512 (most laptops and desktops: Intel's client cores, AMD before
+Zen 4) runs fastmlp's AVX2 kernels for the two big products of a step
+(``src_c/_small_gemm.h``), and OpenBLAS's packed Haswell kernels for everything
+else. On an AVX-512 CPU this script forces the AVX2 kernels
+(``Workspace(small_gemm=1)``) and times them beside the AVX-512 ones, epochs taking
+turns in this one process, on one thread and on the team (two or more threads,
+always the team), at the seed's shape by default. "% of peak" is against the GEMM
+peak of the BLAS as configured, on as many threads as the row (one, or all the
+cores): with ``OPENBLAS_CORETYPE=Haswell`` in the command, OpenBLAS's AVX2 kernels,
+the peak such a CPU has. On a shared machine the peak moves with the host as much as
+the epochs do, so it is measured in every round too (the best of two 2048 x 2048
+products on each thread count), and each row is set against the median of those.
+
+    env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell python benchmarks/unpacked_kernels.py
+
+The forced-AVX2 rows are what a CPU without AVX-512 can expect at this clock; they
+do not emulate its caches or its number of FMA units.
+"""
+import argparse
+import time
+
+import numpy as np
+
+from fastmlp import _sgd, benchmark, kernels
+from fastmlp._blas import BlasThreads, rows_in_place_bytes, step_products
+from fastmlp._fit import init_params
+from fastmlp._threads import n_slices
+
+KERNELS = {1: "AVX2", 2: "AVX-512"}
+# After a call on all threads OpenBLAS's pool spins for a while: let it go idle
+# before the next round's epochs.
+POOL_IDLE_SECONDS = 0.2
+
+
+def fastest(product, repeat=2):
+    """Seconds of the fastest of ``repeat`` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        product()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2580)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=30)
+    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float32", "float64"])
+    parser.add_argument("--rounds", type=int, default=21, help="epochs per contender, taking turns")
+    args = parser.parse_args(argv)
+
+    for line in benchmark.machine_description():
+        print(f"# {line}")
+    best = kernels.small_gemm_isa()
+    if best == 0:
+        print("This CPU has neither AVX2 nor AVX-512: fastmlp uses BLAS for every product.")
+        return
+    shape = benchmark.Shape("custom", args.n, args.hidden, args.batch_size)
+    slices = n_slices(None, shape.hidden)
+    print(f"# N={shape.n_samples} D={shape.n_features} H={shape.hidden} batch={shape.batch_size}, "
+          f"{slices} slices; median of {args.rounds} epochs each, taking turns")
+    print("dtype    kernels  threads  ms/epoch  GFLOP/s  % of peak")
+    for dtype in map(np.dtype, args.dtypes):
+        X, y = benchmark.synthetic_data(shape, dtype)
+        contenders = {}
+        for isa in range(1, best + 1):
+            for threads in sorted({1, slices}):
+                ws = _sgd.Workspace(shape.batch_size, shape.n_features, shape.hidden, shape.n_classes,
+                                    dtype, slices, step_products(shape.batch_size, shape.n_features,
+                                                                 shape.hidden // slices, dtype.itemsize)[0],
+                                    max_threads=threads, adaptive=False, small_gemm=isa,
+                                    rows_in_place_bytes=rows_in_place_bytes())
+                if ws.small_gemm_isa != isa:   # slices not a whole number of this kernel's tiles
+                    continue
+                params = init_params(np.random.default_rng(0), shape.n_features, shape.hidden,
+                                     shape.n_classes, dtype)
+                contenders[isa, threads] = (ws, params)
+        times = {key: [] for key in contenders}
+        product, flops = benchmark.gemm_product(dtype)
+        peaks = {"one": [], "all": []}    # GFLOP/s of a GEMM on one thread, on all
+        rng = np.random.default_rng(1)
+        steal_before = benchmark.cpu_times()
+        for _ in range(args.rounds + 1):          # the first round warms up: [1:] drops it
+            with BlasThreads.shared().single():
+                keys = list(contenders)
+                rng.shuffle(keys)
+                for key in keys:
+                    ws, params = contenders[key]
+                    order = rng.permutation(shape.n_samples)
+                    start = time.perf_counter()
+                    _sgd.sgd_epoch(X, y, order, *params, ws, benchmark.LR, benchmark.REG)
+                    times[key].append(time.perf_counter() - start)
+                peaks["one"].append(flops / fastest(product) / 1e9)
+            peaks["all"].append(flops / fastest(product) / 1e9)
+            time.sleep(POOL_IDLE_SECONDS)
+        steal = benchmark.steal_share(steal_before, benchmark.cpu_times())
+        peak, peak_one = (float(np.median(peaks[k][1:])) for k in ("all", "one"))
+        for (isa, threads), t in times.items():
+            seconds = float(np.median(t[1:]))
+            gflops = shape.flops / seconds / 1e9
+            print(f"{dtype.name:8s} {KERNELS[isa]:8s} {threads:7d}  {seconds * 1e3:8.2f}  {gflops:7.1f}  "
+                  f"{100 * gflops / (peak_one if threads == 1 else peak):8.0f}%")
+        print(f"# {dtype.name}: GEMM peak (median of the rounds) {peak:.1f} GFLOP/s, one thread {peak_one:.1f}"
+              + ("" if steal is None else f"; steal {100 * steal:.1f}% of CPU time"))
+
+
+if __name__ == "__main__":
+    main()
