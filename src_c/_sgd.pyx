@@ -337,14 +337,16 @@ cdef int isa_for_slices(int isa, int itemsize, Py_ssize_t slice_width):
     return isa if width and slice_width % width == 0 else 0
 
 
-def member_buffers(Py_ssize_t members, shape, dtype):
-    """An array (members, *shape), C-contiguous within each member's block, every block
-    starting on a cache line (so no two members' blocks share a line)."""
+def member_buffers(members, shape, dtype):
+    """An array (*members, *shape) (``members``: an int or a tuple of them), C-contiguous
+    within each block of ``shape``, every block starting on a cache line (so no two
+    blocks, which different members write, share a line)."""
     dtype = np.dtype(dtype)
+    lead = (int(members),) if np.ndim(members) == 0 else tuple(int(m) for m in members)
     size = int(np.prod(shape))
     stride = -(-size * dtype.itemsize // 64) * 64 // dtype.itemsize
-    flat = aligned_empty((members, stride), dtype)
-    return flat[:, :size].reshape((members,) + tuple(shape))
+    flat = aligned_empty((int(np.prod(lead)), stride), dtype)
+    return flat[:, :size].reshape(lead + tuple(shape))
 
 
 cdef class Workspace:
@@ -454,10 +456,11 @@ cdef class Workspace:
         # other threads'. Block b holds columns b*Wb:(b+1)*Wb.
         self.W1_blocks = aligned_empty((n_hidden // Wb, n_features, Wb), dtype) if n_hidden > Wb else None
         self.V1_blocks = None
-        self.hidden = aligned_empty((S, B, Hs), dtype)            # R = relu(X W1 + b1), by slice
-        self.d_hidden = aligned_empty((S, B, Hs), dtype)          # dR, then dA1, by slice
-        self.logits = aligned_empty((2, S, B, n_classes), dtype)  # each slice's share of A2, k%2
-        self.grad = aligned_empty((S, B, n_classes), dtype)       # G = softmax(A2) - Y, per member
+        # By slice or member, each block on lines of its own (see member_buffers):
+        self.hidden = member_buffers(S, (B, Hs), dtype)             # R = relu(X W1 + b1)
+        self.d_hidden = member_buffers(S, (B, Hs), dtype)           # dR, then dA1
+        self.logits = member_buffers((2, S), (B, n_classes), dtype)  # each slice's share of A2, k%2
+        self.grad = member_buffers(S, (B, n_classes), dtype)        # G = softmax(A2) - Y
         self.d_b1 = aligned_empty((n_hidden,), dtype)
         self.d_b2 = aligned_empty((n_classes,), dtype)
         self.labels = np.empty(0, dtype=np.int64)                  # private copies of y and order
@@ -605,10 +608,11 @@ cdef struct EpochArgs:
     int64_t* y_batch                  # per member (B,), y_stride apart
     void* w_batch                     # per member (B,), w_stride apart, with sample weights
     Py_ssize_t X_stride, y_stride, w_stride
-    void* hidden                      # (S, B, Hs)
-    void* d_hidden                    # (S, B, Hs)
-    void* shares                      # (2, S, B, C)
-    void* grad                        # (S, B, C)
+    void* hidden                      # (S, B, Hs), slices slice_stride apart
+    void* d_hidden                    # (S, B, Hs), alike
+    void* shares                      # (2, S, B, C), shares share_stride apart
+    void* grad                        # (S, B, C), members share_stride apart (the same blocks)
+    Py_ssize_t slice_stride, share_stride
     void* d_b1                        # (H,)
     void* d_b2                        # (C,)
     Update update                     # the optimizer's rule and its state
@@ -753,8 +757,8 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     cdef Py_ssize_t h0 = sl * Hs, B = a.B, c = 0, width
     cdef floating* W1 = <floating*> net.W1
     cdef floating* W2 = <floating*> net.W2
-    cdef floating* R = <floating*> a.hidden + sl * B * Hs
-    cdef floating* dR = <floating*> a.d_hidden + sl * B * Hs
+    cdef floating* R = <floating*> a.hidden + sl * a.slice_stride
+    cdef floating* dR = <floating*> a.d_hidden + sl * a.slice_stride
     cdef floating* db1 = <floating*> a.d_b1
     gemm(False, True, <int> nb, <int> Hs, <int> C, <floating> s,
          G, <int> C, W2 + h0 * C, <int> C, <floating> 0, dR, <int> Hs)
@@ -798,7 +802,7 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
         <floating*> a.X_batch + member * a.X_stride
     cdef const int64_t* rows = NULL
     cdef int64_t* yb = a.y_batch + member * a.y_stride
-    cdef floating* G = <floating*> a.grad + member * B * C
+    cdef floating* G = <floating*> a.grad + member * a.share_stride
     cdef floating* shares = <floating*> a.shares
     cdef floating* b2 = <floating*> net.b2
     cdef floating* db2 = <floating*> a.d_b2
@@ -814,13 +818,13 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
             rows = a.order + k * B
         sl = member
         while sl < S:
-            slice_forward(net, Xb, rows, nb, sl, s, <floating*> a.hidden + sl * B * Hs,
-                          shares + (p * S + sl) * B * C)
+            slice_forward(net, Xb, rows, nb, sl, s, <floating*> a.hidden + sl * a.slice_stride,
+                          shares + (p * S + sl) * a.share_stride)
             sl += n_members
         team_barrier(a.team, n_members)
 
         # Every member adds the shares in slice order, so all hold the same logits.
-        sum_shares(shares + p * S * B * C, S, B * C, nb * C, G)
+        sum_shares(shares + p * S * a.share_stride, S, a.share_stride, nb * C, G)
         if member == 0:   # added step by step, so the sum does not depend on the segments
             a.correct += count_correct(G, yb, nb, C, wq)
         loss = softmax_xent_grad(G, yb, nb, C, wq)
@@ -1037,10 +1041,10 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     cdef const int64_t[::1] order_mv = rows
     cdef floating[:, :, :] Xb = workspace.X_batch
     cdef int64_t[:, :] yb = workspace.y_batch
-    cdef floating[:, :, ::1] R = workspace.hidden
-    cdef floating[:, :, ::1] dR = workspace.d_hidden
-    cdef floating[:, :, :, ::1] shares = workspace.logits
-    cdef floating[:, :, ::1] G = workspace.grad
+    cdef floating[:, :, :] R = workspace.hidden
+    cdef floating[:, :, :] dR = workspace.d_hidden
+    cdef floating[:, :, :, :] shares = workspace.logits
+    cdef floating[:, :, :] G = workspace.grad
     cdef floating[::1] db1 = workspace.d_b1
     cdef floating[::1] db2 = workspace.d_b2
     cdef floating[:, :] wb = workspace.w_batch
@@ -1078,6 +1082,9 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     a.d_hidden = &dR[0, 0, 0]
     a.shares = &shares[0, 0, 0, 0]
     a.grad = &G[0, 0, 0]
+    # blocks of (B, Hs) and of (B, C), each on lines of its own (member_buffers)
+    a.slice_stride = R.strides[0] // sizeof(floating)
+    a.share_stride = shares.strides[1] // sizeof(floating)
     a.d_b1 = &db1[0]
     a.d_b2 = &db2[0]
     a.scale = 1
@@ -1139,8 +1146,9 @@ cdef struct ForwardArgs:
     team* team
     const void* X
     Py_ssize_t N, B
-    void* hidden
-    void* shares
+    void* hidden                      # (S, B, Hs), slices slice_stride apart
+    void* shares                      # (2, S, B, C), shares share_stride apart
+    Py_ssize_t slice_stride, share_stride
     void* out
 
 
@@ -1158,12 +1166,13 @@ cdef inline void forward_blocks(ForwardArgs* a, int member, int n_members,
         sl = member
         while sl < S:
             slice_forward(net, <const floating*> a.X + start * D, NULL, nb, sl, 1,
-                          <floating*> a.hidden + sl * B * Hs, shares + (p * S + sl) * B * C)
+                          <floating*> a.hidden + sl * a.slice_stride, shares + (p * S + sl) * a.share_stride)
             sl += n_members
         # As in the step: shares double-buffered by parity, one barrier per block.
         team_barrier(a.team, n_members)
         if member == 0:
-            sum_shares(shares + p * S * B * C, S, B * C, nb * C, <floating*> a.out + start * C)
+            sum_shares(shares + p * S * a.share_stride, S, a.share_stride, nb * C,
+                       <floating*> a.out + start * C)
 
 
 cdef void forward_blocks_f64(void* args, int member, int n_members) noexcept nogil:
@@ -1203,8 +1212,8 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
     workspace.check(D, H, C, np.asarray(W1).dtype)
     if N == 0:
         return np.asarray(out)
-    cdef floating[:, :, ::1] R = workspace.hidden
-    cdef floating[:, :, :, ::1] shares = workspace.logits
+    cdef floating[:, :, :] R = workspace.hidden
+    cdef floating[:, :, :, :] shares = workspace.logits
     cdef ForwardArgs a
     a.net = network(workspace, W1, b1, W2, b2)
     a.team = workspace.ready_team()
@@ -1213,6 +1222,8 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
     a.B = workspace.batch_size
     a.hidden = &R[0, 0, 0]
     a.shares = &shares[0, 0, 0, 0]
+    a.slice_stride = R.strides[0] // sizeof(floating)
+    a.share_stride = shares.strides[1] // sizeof(floating)
     a.out = &out[0, 0]
     cdef team_task task = forward_blocks_f64 if floating is double else forward_blocks_f32
     cdef int members = workspace.team_members() if workspace.choice.mode else 1

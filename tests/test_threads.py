@@ -818,6 +818,12 @@ def test_fit_weights_start_on_a_cache_line():
     for buffer in (ws.X_batch, ws.y_batch, ws.w_batch):
         assert buffer.shape[0] == ws.threads
         assert all(buffer[m].ctypes.data % 64 == 0 for m in range(ws.threads)), buffer.strides
+    # and so does every slice's block of the step's buffers, written by one member each:
+    # blocks of 10 x 9 and 10 x 3 float32 (360 and 120 bytes) packed would share lines
+    ws = _sgd.Workspace(10, 5, 18, 3, np.float32, 2)
+    for buffer in (ws.hidden, ws.d_hidden, ws.grad, ws.logits[0], ws.logits[1]):
+        assert buffer.shape[:2] == (2, 10)
+        assert all(buffer[s].ctypes.data % 64 == 0 for s in range(2)), buffer.strides
     # and so do the weights that benchmarks and fits start from (timings depend on it)
     from fastmlp._fit import init_params
     for p in init_params(rng, 5, 16, 3, np.float32):
