@@ -44,8 +44,11 @@ During an epoch W1 is held block-major (``Workspace.W1_blocks``, and V1 with
 momentum): each column block that a product of the step takes at once is one run of
 memory, and each member's slice is one run of blocks. So a product reads its block
 sequentially, not a few cache lines of every row of W1 (which at H=512 made one
-thread's epoch 2x slower), and no prefetcher pulls another member's lines;
-``fold_weights`` writes it back. With momentum, slice s also owns its part of V1 and
+thread's epoch 2x slower), and no prefetcher pulls another member's lines. The
+members of the epoch's first segment move their own slices in (``unfold_slice``, so
+each slice starts in the cache of the core that uses it), those of the last move them
+back with the lazy decay (``fold_slice``; the caller does it after an epoch stopped
+early). With momentum, slice s also owns its part of V1 and
 of the Nesterov gradient buffer gW1, its rows of V2 and gW2, its entries of Vb1;
 member 0 owns Vb2. The updates themselves are ``update_matrix`` / ``update_vector``:
 the one place where the optimizer's rule is written.
@@ -451,7 +454,7 @@ cdef class Workspace:
         self.y_batch = member_buffers(members, (B,), np.int64)     # and their labels
         self.w_batch = member_buffers(members, (B,), dtype)        # and sample weights
         self.grad_W1 = self.grad_W2 = None                         # see momentum_buffers
-        # W1 by block, (H / Wb, D, Wb), during an epoch (see fold_weights): each block
+        # W1 by block, (H / Wb, D, Wb), during an epoch (see fold_slice): each block
         # one run of memory, each thread's slice a run of whole blocks, apart from the
         # other threads'. Block b holds columns b*Wb:(b+1)*Wb.
         self.W1_blocks = aligned_empty((n_hidden // Wb, n_features, Wb), dtype) if n_hidden > Wb else None
@@ -620,6 +623,8 @@ cdef struct EpochArgs:
     double loss
     double correct                    # correct predictions (their weight with sample weights)
     double first_step_done            # team_clock() when member 0 finished the segment's first step
+    void* W1_user                     # the caller's W1 (and V1, or NULL): the epoch's first and
+    void* V1_user                     # last segments move them to and from the blocks
 
 
 cdef inline Py_ssize_t w1_offset(Network* net, Py_ssize_t sl, Py_ssize_t c) noexcept nogil:
@@ -810,6 +815,11 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
     cdef const floating* wq = NULL     # the batch's sample weights, if any
     if a.w != NULL:
         wq = <const floating*> a.w_batch + member * a.w_stride
+    if a.first == 0:      # the epoch's first segment: each member moves its own slices
+        sl = member       # into the block-major copy, so they start in its core's cache
+        while sl < S:
+            unfold_slice(net, <floating*> a.W1_user, <floating*> a.V1_user, &a.update, sl)
+            sl += n_members
     gather_batch(a, a.first, member, tag)
     for k in range(a.first, a.last):
         nb = min(B, a.M - k * B)
@@ -853,6 +863,12 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
             s = 1
         if k + 1 < a.last:
             gather_batch(a, k + 1, member, tag)
+    if a.last == a.n_batches:    # the epoch's last segment: each member its own slices back
+        sl = member
+        while sl < S:
+            fold_slice(net, <floating*> a.W1_user, <floating*> a.V1_user, &a.update, sl, s)
+            sl += n_members
+        s = 1
     if member == 0:
         a.scale = s
 
@@ -865,36 +881,48 @@ cdef void epoch_segment_f32(void* args, int member, int n_members) noexcept nogi
     epoch_segment(<EpochArgs*> args, member, n_members, <float*> NULL)
 
 
-cdef inline void move_blocks(floating* W, floating* W_blocks, Network* net, bint into,
-                             double s) noexcept nogil:
-    """Between the caller's (D, H) W and its block-major copy (laid out as net says):
-    W_blocks := W (into), or W := s * W_blocks (back)."""
-    cdef Py_ssize_t sl, c, D = net.D, H = net.H, Hs = net.Hs, ld = net.ld1, width
-    for sl in range(net.S):
-        c = 0
-        while c < Hs:
-            width = min(ld, Hs - c)
-            if into:
-                copy_scaled(W + sl * Hs + c, H, W_blocks + w1_offset(net, sl, c), ld, D, width,
-                            <floating> 1)
-            else:
-                copy_scaled(W_blocks + w1_offset(net, sl, c), ld, W + sl * Hs + c, H, D, width,
-                            <floating> s)
-            c += ld
+cdef inline void move_slice(floating* W, floating* W_blocks, Network* net, Py_ssize_t sl,
+                            bint into, double s) noexcept nogil:
+    """Slice sl's columns between the caller's (D, H) W and its block-major copy (laid
+    out as net says): W_blocks := W (into), or W := s * W_blocks (back)."""
+    cdef Py_ssize_t c = 0, D = net.D, H = net.H, Hs = net.Hs, ld = net.ld1, width
+    while c < Hs:
+        width = min(ld, Hs - c)
+        if into:
+            copy_scaled(W + sl * Hs + c, H, W_blocks + w1_offset(net, sl, c), ld, D, width,
+                        <floating> 1)
+        else:
+            copy_scaled(W_blocks + w1_offset(net, sl, c), ld, W + sl * Hs + c, H, D, width,
+                        <floating> s)
+        c += ld
 
 
-cdef inline void fold_weights(Network* net, floating* W1, floating* V1, Update* u,
-                              double s) noexcept nogil:
-    """The end of an epoch: W1 := s V1 and W2 := s V2 (the lazy decay), W1 and its
-    velocity back from their block-major copies into the caller's W1 (and V1)."""
+cdef inline void unfold_slice(Network* net, floating* W1, floating* V1, Update* u,
+                              Py_ssize_t sl) noexcept nogil:
+    """The start of an epoch, for slice sl: its columns of the caller's W1 (and V1)
+    into their block-major copies, where the epoch keeps them."""
     if net.W1 != <void*> W1:
-        move_blocks(W1, <floating*> net.W1, net, False, s)
-        if u.V1 != NULL:
-            move_blocks(V1, <floating*> u.V1, net, False, 1)
+        move_slice(W1, <floating*> net.W1, net, sl, True, 1)
+        if V1 != NULL:
+            move_slice(V1, <floating*> u.V1, net, sl, True, 1)
+
+
+cdef inline void fold_slice(Network* net, floating* W1, floating* V1, Update* u,
+                            Py_ssize_t sl, double s) noexcept nogil:
+    """The end of an epoch, for slice sl: W1 := s V1 and W2 := s V2 (the lazy decay) on
+    its columns of W1 and rows of W2, W1 and its velocity back from their block-major
+    copies into the caller's W1 (and V1)."""
+    cdef Py_ssize_t c = 0
+    if net.W1 != <void*> W1:
+        move_slice(W1, <floating*> net.W1, net, sl, False, s)
+        if V1 != NULL:
+            move_slice(V1, <floating*> u.V1, net, sl, False, 1)
     elif s != 1:
-        scale(W1, net.D, net.H, net.H, <floating> s)
+        while c < net.Hs:
+            scale(W1 + w1_offset(net, sl, c), net.D, min(net.ld1, net.Hs - c), net.ld1, <floating> s)
+            c += net.ld1
     if s != 1:
-        scale(<floating*> net.W2, net.H, net.C, net.C, <floating> s)
+        scale(<floating*> net.W2 + sl * net.Hs * net.C, net.Hs, net.C, net.C, <floating> s)
 
 
 cdef int raise_pending() except -1:
@@ -1094,16 +1122,15 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     cdef team_task task = epoch_segment_f64 if floating is double else epoch_segment_f32
     cdef ThreadChoice* choice = &workspace.choice
     cdef int mode, signalled = 0, team_members = workspace.team_members()
+    cdef Py_ssize_t sl
     cdef double started, timed
     cdef double[:, ::1] seg_log = workspace.segment_log
     cdef Py_ssize_t n_log = workspace.segments_logged
 
+    a.W1_user = <void*> &W1[0, 0]
+    a.V1_user = <void*> V1_user
     with nogil:
         fastmlp_running_add(1)
-        if a.net.W1 != <void*> &W1[0, 0]:
-            move_blocks(&W1[0, 0], <floating*> a.net.W1, &a.net, True, 1)
-            if V1_user != NULL:
-                move_blocks(V1_user, <floating*> a.update.V1, &a.net, True, 1)
         a.first = 0
         while a.first < a.n_batches and not fastmlp_is_stopping():
             mode = choose_mode(choice)
@@ -1128,7 +1155,9 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
                     signalled = check_signals()
                 if signalled:
                     break
-        fold_weights(&a.net, &W1[0, 0], V1_user, &a.update, a.scale)
+        if 0 < a.first < a.n_batches:     # stopped before the last segment: fold here
+            for sl in range(a.net.S):
+                fold_slice(&a.net, &W1[0, 0], V1_user, &a.update, sl, a.scale)
         fastmlp_running_add(-1)
     workspace.steps = a.first
     workspace.segments_logged = n_log
