@@ -41,11 +41,8 @@ import functools
 import numpy as np
 
 from fastmlp import benchmark
-from fastmlp.benchmark import CompetingLoad, Shape, gemm_peak, gemm_product, make_fastmlp
-
-# OpenBLAS's threads spin for about 0.13 s after a product (measured: the process's
-# CPU time during a sleep after one), which would slow the next contender's threads.
-BLAS_SPIN_SECONDS = 0.25
+from fastmlp.benchmark import (BLAS_SPIN_SECONDS, CompetingLoad, Shape, gemm_peak, gemm_product,
+                               make_fastmlp)
 
 SHAPES = [
     Shape("seed (N=2580, H=128, B=30)", 2580, 128, 30),

@@ -29,19 +29,6 @@ from fastmlp._fit import init_params
 from fastmlp._threads import n_slices
 
 KERNELS = {1: "AVX2", 2: "AVX-512"}
-# After a call on all threads OpenBLAS's pool spins for a while: let it go idle
-# before the next round's epochs.
-POOL_IDLE_SECONDS = 0.2
-
-
-def fastest(product, repeat=2):
-    """Seconds of the fastest of ``repeat`` calls."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        product()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main(argv=None):
@@ -94,9 +81,9 @@ def main(argv=None):
                     start = time.perf_counter()
                     _sgd.sgd_epoch(X, y, order, *params, ws, benchmark.LR, benchmark.REG)
                     times[key].append(time.perf_counter() - start)
-                peaks["one"].append(flops / fastest(product) / 1e9)
-            peaks["all"].append(flops / fastest(product) / 1e9)
-            time.sleep(POOL_IDLE_SECONDS)
+                peaks["one"].append(flops / benchmark.fastest_time(product, 2) / 1e9)
+            peaks["all"].append(flops / benchmark.fastest_time(product, 2) / 1e9)
+            time.sleep(benchmark.BLAS_SPIN_SECONDS)   # BLAS's pool stops spinning
         steal = benchmark.steal_share(steal_before, benchmark.cpu_times())
         peak, peak_one = (float(np.median(peaks[k][1:])) for k in ("all", "one"))
         for (isa, threads), t in times.items():

@@ -94,6 +94,10 @@ def synthetic_data(shape, dtype, seed=0):
 
 
 WARM_UP_SECONDS = 0.3
+# OpenBLAS's threads spin for about 0.13 s after a product (measured: the process's
+# CPU time during a sleep after one), which would slow the next contender's threads:
+# a benchmark that times a product between epochs pauses this long after it.
+BLAS_SPIN_SECONDS = 0.25
 
 
 def median_time(run_epoch, repeat):
@@ -300,11 +304,18 @@ def gemm_peak(dtype, n=2048, repeat=5):
     best = np.inf
     for product in (scipy_product, lambda: a @ a):
         product()
-        for _ in range(repeat):
-            start = time.perf_counter()
-            product()
-            best = min(best, time.perf_counter() - start)
+        best = min(best, fastest_time(product, repeat))
     return flops / best / 1e9
+
+
+def fastest_time(run, repeat):
+    """Wall time of the fastest of ``repeat`` calls of ``run``, in seconds."""
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def cpu_times():

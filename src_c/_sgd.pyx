@@ -759,7 +759,7 @@ cdef inline void slice_backward_and_update(EpochArgs* a, const floating* Xb, con
     cdef Network* net = &a.net
     cdef Update* u = &a.update
     cdef Py_ssize_t D = net.D, C = net.C, Hs = net.Hs, ld1 = net.ld1
-    cdef Py_ssize_t h0 = sl * Hs, B = a.B, c = 0, width
+    cdef Py_ssize_t h0 = sl * Hs, c = 0, width
     cdef floating* W1 = <floating*> net.W1
     cdef floating* W2 = <floating*> net.W2
     cdef floating* R = <floating*> a.hidden + sl * a.slice_stride
@@ -800,8 +800,8 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
                                floating* tag) noexcept nogil:
     """Member `member`'s part of steps a.first .. a.last - 1 (see the module docstring)."""
     cdef Network* net = &a.net
-    cdef Py_ssize_t D = net.D, C = net.C, S = net.S, Hs = net.Hs, B = a.B
-    cdef Py_ssize_t k, nb, p, sl, c
+    cdef Py_ssize_t C = net.C, S = net.S, B = a.B
+    cdef Py_ssize_t k, nb, p, sl
     # The batch's rows: the member's copy, or X itself read through order (direct_rows).
     cdef const floating* Xb = <const floating*> a.X if a.direct_rows else \
         <floating*> a.X_batch + member * a.X_stride
@@ -853,12 +853,7 @@ cdef inline void epoch_segment(EpochArgs* a, int member, int n_members,
         if s < 0.5:               # fold the scale back into the member's slices
             sl = member
             while sl < S:
-                c = 0
-                while c < Hs:
-                    scale(<floating*> net.W1 + w1_offset(net, sl, c), D, min(net.ld1, Hs - c),
-                          net.ld1, <floating> s)
-                    c += net.ld1
-                scale(<floating*> net.W2 + sl * Hs * C, Hs, C, C, <floating> s)
+                scale_slice(net, sl, s, tag)
                 sl += n_members
             s = 1
         if k + 1 < a.last:
@@ -897,6 +892,17 @@ cdef inline void move_slice(floating* W, floating* W_blocks, Network* net, Py_ss
         c += ld
 
 
+cdef inline void scale_slice(Network* net, Py_ssize_t sl, double s, floating* tag) noexcept nogil:
+    """Slice sl's columns of W1 (as net holds it) and rows of W2 := s times themselves
+    (`tag` only picks the float type)."""
+    cdef Py_ssize_t c = 0
+    while c < net.Hs:
+        scale(<floating*> net.W1 + w1_offset(net, sl, c), net.D, min(net.ld1, net.Hs - c), net.ld1,
+              <floating> s)
+        c += net.ld1
+    scale(<floating*> net.W2 + sl * net.Hs * net.C, net.Hs, net.C, net.C, <floating> s)
+
+
 cdef inline void unfold_slice(Network* net, floating* W1, floating* V1, Update* u,
                               Py_ssize_t sl) noexcept nogil:
     """The start of an epoch, for slice sl: its columns of the caller's W1 (and V1)
@@ -912,15 +918,13 @@ cdef inline void fold_slice(Network* net, floating* W1, floating* V1, Update* u,
     """The end of an epoch, for slice sl: W1 := s V1 and W2 := s V2 (the lazy decay) on
     its columns of W1 and rows of W2, W1 and its velocity back from their block-major
     copies into the caller's W1 (and V1)."""
-    cdef Py_ssize_t c = 0
-    if net.W1 != <void*> W1:
-        move_slice(W1, <floating*> net.W1, net, sl, False, s)
-        if V1 != NULL:
-            move_slice(V1, <floating*> u.V1, net, sl, False, 1)
-    elif s != 1:
-        while c < net.Hs:
-            scale(W1 + w1_offset(net, sl, c), net.D, min(net.ld1, net.Hs - c), net.ld1, <floating> s)
-            c += net.ld1
+    if net.W1 == <void*> W1:
+        if s != 1:
+            scale_slice(net, sl, s, W1)
+        return
+    move_slice(W1, <floating*> net.W1, net, sl, False, s)
+    if V1 != NULL:
+        move_slice(V1, <floating*> u.V1, net, sl, False, 1)
     if s != 1:
         scale(<floating*> net.W2 + sl * net.Hs * net.C, net.Hs, net.C, net.C, <floating> s)
 
@@ -1185,7 +1189,7 @@ cdef inline void forward_blocks(ForwardArgs* a, int member, int n_members,
                                 floating* tag) noexcept nogil:
     """out := relu(X W1 + b1) W2 + b2 in blocks of B rows, slices as in the step."""
     cdef Network* net = &a.net
-    cdef Py_ssize_t D = net.D, C = net.C, S = net.S, Hs = net.Hs, B = a.B
+    cdef Py_ssize_t D = net.D, C = net.C, S = net.S, B = a.B
     cdef Py_ssize_t n_blocks = (a.N + B - 1) // B, block, start, nb, p, sl
     cdef floating* shares = <floating*> a.shares
     for block in range(n_blocks):

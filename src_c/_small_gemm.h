@@ -36,6 +36,7 @@
 #define FASTMLP_SMALL_GEMM 0
 #endif
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Row r of a matrix at A with leading dimension lda, through the index rows if any. */
@@ -94,11 +95,11 @@ small_gemm_nn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,       
 }                                                                                        \
                                                                                          \
 /* acc := A[:, cols].T @ B[:, j .. j + NV W], the sum over p in order, for columns       \
- * 0 .. MR - 1 of A or, with col (the short last tile of rows), col[0 .. MR - 1].        \
+ * 0 .. MR - 1 of A or, with col, col[0 .. MR - 1].                                      \
  * Without col the MR broadcasts of a row are at fixed offsets from one pointer. */      \
 __attribute__((target(TGT), always_inline)) static inline void                           \
-sg_tile_tn_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][NV], int k, const T *A, int lda,          \
-                    const int64_t *rows, const int *col, const T *B, int ldb) {          \
+sg_tile_tn_cols_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][NV], int k, const T *A, int lda,     \
+                         const int64_t *rows, const int *col, const T *B, int ldb) {     \
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i = 0; i < SG_MR; i++)                                                      \
         for (int v = 0; v < NV; v++)                                                     \
@@ -116,19 +117,28 @@ sg_tile_tn_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][NV], int k, const T *A, int lda, 
     }                                                                                    \
 }                                                                                        \
                                                                                          \
+/* acc := A[:, i0 .. i0 + MR - 1].T @ B[:, j .. j + NV W] for the tile of rows i0 of C   \
+ * (m rows in all); a short last tile re-reads column m - 1 of A. */                     \
+__attribute__((target(TGT), always_inline)) static inline void                           \
+sg_tile_tn_##SUFFIX(sg_vec_##SUFFIX acc[SG_MR][NV], int k, const T *A, int lda,          \
+                    const int64_t *rows, int i0, int m, const T *B, int ldb) {           \
+    if (i0 + SG_MR <= m) {                                                               \
+        sg_tile_tn_cols_##SUFFIX(acc, k, A + i0, lda, rows, NULL, B, ldb);               \
+    } else {                                                                             \
+        int col[SG_MR];                                                                  \
+        sg_tile_columns(i0, m, col);                                                     \
+        sg_tile_tn_cols_##SUFFIX(acc, k, A, lda, rows, col, B, ldb);                     \
+    }                                                                                    \
+}                                                                                        \
+                                                                                         \
 __attribute__((target(TGT))) static void                                                 \
 small_gemm_tn_##SUFFIX(int m, int n, int k, T alpha, const T *A, int lda,                \
                        const int64_t *rows, const T *B, int ldb, T *C, int ldc) {        \
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
-        int col[SG_MR];                                                                  \
-        sg_tile_columns(i0, m, col);                                                     \
         for (int j = 0; j < n; j += NV * W) {                                            \
             V acc[SG_MR][NV];                                                            \
-            if (i0 + SG_MR <= m)    /* a whole tile of rows */                           \
-                sg_tile_tn_##SUFFIX(acc, k, A + i0, lda, rows, NULL, B + j, ldb);        \
-            else                                                                         \
-                sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, col, B + j, ldb);              \
+            sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, i0, m, B + j, ldb);                \
             for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
                 for (int v = 0; v < NV; v++) {                                           \
                     V *c = (V *)(C + (i0 + i) * (long)ldc + j + v * W);                  \
@@ -148,8 +158,6 @@ small_gemm_tn_momentum_##SUFFIX(int m, int n, int k, const T *A, int lda,       
                                 int ldc, T lr, T reg2, T momentum, int nesterov) {       \
     typedef sg_vec_##SUFFIX V;                                                           \
     for (int i0 = 0; i0 < m; i0 += SG_MR) {                                              \
-        int col[SG_MR];                                                                  \
-        sg_tile_columns(i0, m, col);                                                     \
         for (int j = 0; j < n; j += NV * W) {                                            \
             /* W and Vel of the next tile, on their way while this one sums */           \
             int jn = j + NV * W < n ? j + NV * W : 0;                                    \
@@ -160,10 +168,7 @@ small_gemm_tn_momentum_##SUFFIX(int m, int n, int k, const T *A, int lda,       
                     __builtin_prefetch(Vel + (in + i) * (long)ldc + jn + v, 1);          \
                 }                                                                        \
             V acc[SG_MR][NV];                                                            \
-            if (i0 + SG_MR <= m)    /* a whole tile of rows */                           \
-                sg_tile_tn_##SUFFIX(acc, k, A + i0, lda, rows, NULL, B + j, ldb);        \
-            else                                                                         \
-                sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, col, B + j, ldb);              \
+            sg_tile_tn_##SUFFIX(acc, k, A, lda, rows, i0, m, B + j, ldb);                \
             for (int i = 0; i < SG_MR && i0 + i < m; i++)                                \
                 for (int v = 0; v < NV; v++) {                                           \
                     long at = (i0 + i) * (long)ldc + j + v * W;                          \
