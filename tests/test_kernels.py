@@ -384,3 +384,46 @@ def test_small_gemm_checks_arguments():
     C = np.zeros((4, 32))
     with pytest.raises(ValueError, match="overlap"):
         kernels.small_gemm(1.0, C[:, :4].copy(), C, C, trans_a=True)
+
+
+def _libxsmm_harness():
+    """benchmarks/libxsmm_products.py as a module, or a skip (no source tree, no libxsmm)."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "libxsmm_products.py"
+    if not path.exists():
+        pytest.skip("benchmarks/ is not beside the tests")
+    spec = importlib.util.spec_from_file_location("libxsmm_products", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if module.libxsmm_flags() is None:
+        pytest.skip("libxsmm is not installed")
+    return module
+
+
+@needs_small_gemm
+@pytest.mark.parametrize("real", ["double", "float"])
+def test_small_gemm_steps_agree_with_libxsmm(real, tmp_path):
+    """The benchmark's harness takes the same steps (forward product, then W1's update)
+    with fastmlp's kernels, each instruction set it has, and libxsmm's JIT code (an
+    independent implementation): the W1s they leave agree to rounding, and fastmlp's
+    AVX-512 and AVX2 kernels to the bit (they sum in the same order). D = 37 leaves a
+    short tile of rows."""
+    harness = _libxsmm_harness()
+    try:
+        binary = harness.build(str(tmp_path), real, *harness.libxsmm_flags())
+    except (OSError, harness.subprocess.CalledProcessError) as error:
+        pytest.skip(f"cannot build against libxsmm here: {error}")
+    isas = list(range(kernels.small_gemm_isa(), 0, -1))
+    rows, copies, _ = harness.run(binary, [120, 37, 30, 64, 1, *isas])
+    if "libxsmm" not in rows:
+        pytest.skip("libxsmm has no kernel for this shape")
+    assert set(rows) == {"libxsmm"} | {f"fastmlp-{harness.ISA_NAMES[i]}" for i in isas}
+    for name, (us, gflops, diff) in rows.items():
+        assert us > 0 and gflops > 0
+        if name.startswith("fastmlp"):
+            assert diff == 0, name
+        else:
+            assert 0 <= diff < (1e-5 if real == "float" else 1e-12)
+    assert copies > 0
