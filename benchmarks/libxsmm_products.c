@@ -64,6 +64,8 @@ static void tn(int isa, int m, int n, int k, T alpha, const T *A, int lda, const
                         (const float *)B, ldb, (float *)C, ldc);
 }
 
+static volatile T step_size = (T)-1e-4;
+
 typedef void (*xsmm_kernel)(const T *a, const T *b, T *c, ...);
 
 /* libxsmm's kernel for column-major C (m x n) := A (m x k) @ op(B) (+ C if
@@ -94,7 +96,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_isa && i < 4; i++)
         isas[i] = atoi(argv[6 + i]);
     int steps = N / B;
-    const T step = (T)-1e-4;
+    /* read at run time, as the training step's is: with a constant, GCC specializes the
+     * kernels for it (and then forms some write-backs as a product and a sum, not one
+     * fused multiply-add), so they would not be the code that fastmlp runs */
+    const T step = step_size;
 
     libxsmm_init();
     /* Row-major R (B x n) = Xb (B x D) @ W1 (D x n) is column-major R.T = W1.T @ Xb.T:
