@@ -21,7 +21,9 @@
  * sum over k runs; n must be a multiple of the tile width (small_gemm_width), m and k
  * are any size (a short last tile of rows re-reads a valid row and discards its
  * result). The sum over k runs in order p = 0 .. k-1 for every entry, so results are
- * deterministic, and do not depend on the tile's shape.
+ * deterministic, and do not depend on the tile's shape as long as the compiler fuses
+ * each multiply-add (GCC does at -O3 with the scalars passed at run time; given a
+ * constant alpha it may form a write-back as a product and a sum instead).
  *
  * The same source is compiled for AVX2+FMA and for AVX-512 with GCC/Clang vector
  * extensions and `target` attributes; small_gemm_isa() picks one at run time

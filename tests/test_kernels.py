@@ -407,9 +407,10 @@ def _libxsmm_harness():
 def test_small_gemm_steps_agree_with_libxsmm(real, tmp_path):
     """The benchmark's harness takes the same steps (forward product, then W1's update)
     with fastmlp's kernels, each instruction set it has, and libxsmm's JIT code (an
-    independent implementation): the W1s they leave agree to rounding, and fastmlp's
-    AVX-512 and AVX2 kernels to the bit (they sum in the same order). D = 37 leaves a
-    short tile of rows."""
+    independent implementation): the W1s they leave agree to rounding. (fastmlp's
+    AVX-512 and AVX2 kernels sum in the same order, so they agree to the bit where the
+    compiler fuses every multiply-add, as GCC does at -O3; not asserted, since that is
+    the compiler's choice.) D = 37 leaves a short tile of rows."""
     harness = _libxsmm_harness()
     try:
         binary = harness.build(str(tmp_path), real, *harness.libxsmm_flags())
@@ -422,8 +423,5 @@ def test_small_gemm_steps_agree_with_libxsmm(real, tmp_path):
     assert set(rows) == {"libxsmm"} | {f"fastmlp-{harness.ISA_NAMES[i]}" for i in isas}
     for name, (us, gflops, diff) in rows.items():
         assert us > 0 and gflops > 0
-        if name.startswith("fastmlp"):
-            assert diff == 0, name
-        else:
-            assert 0 <= diff < (1e-5 if real == "float" else 1e-12)
+        assert 0 <= diff < (1e-5 if real == "float" else 1e-12), name
     assert copies > 0
