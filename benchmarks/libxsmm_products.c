@@ -11,8 +11,9 @@
  * it transposed); its kernels take alpha = 1 only, so step scales dA1 (B x n) first.
  * Both copies are counted in its time, and printed apart.
  *
- * Output, one line per contender: name, microseconds per step, GFLOP/s, and how far
- * its W1 ended from the first contender's (max |difference| / max |W1|). */
+ * Output, one line per contender: name, microseconds per step (median of the rounds),
+ * GFLOP/s, and how far its W1 ended from the first contender's (max |difference| /
+ * max |W1|); then "libxsmm-copies" and the mean microseconds per step of its copies. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,8 +93,8 @@ int main(int argc, char **argv) {
     }
     int N = atoi(argv[1]), D = atoi(argv[2]), B = atoi(argv[3]), n = atoi(argv[4]);
     int rounds = atoi(argv[5]);
-    int n_isa = argc - 6, isas[4];
-    for (int i = 0; i < n_isa && i < 4; i++)
+    int n_isa = argc - 6 < 4 ? argc - 6 : 4, isas[4];
+    for (int i = 0; i < n_isa; i++)
         isas[i] = atoi(argv[6 + i]);
     int steps = N / B;
     /* read at run time, as the training step's is: with a constant, GCC specializes the
@@ -134,7 +135,7 @@ int main(int argc, char **argv) {
     /* contenders: fastmlp's kernels for each isa asked, then libxsmm */
     int n_contenders = n_isa + 1;
     T *W[5], *R[5];
-    double best_step[5], gather_time = 0;
+    double median_step[5], gather_time = 0;
     T *W0 = alloc(sizeof(T) * D * n);
     for (int i = 0; i < D * n; i++)
         W0[i] = (T)((rand() % 2001) / 10000.0 - 0.1);
@@ -142,7 +143,6 @@ int main(int argc, char **argv) {
         W[c] = alloc(sizeof(T) * D * n);
         R[c] = alloc(sizeof(T) * B * n);
         memcpy(W[c], W0, sizeof(T) * D * n);
-        best_step[c] = 1e30;
     }
     double *times = calloc((size_t)rounds * n_contenders, sizeof(double));
     for (int round = 0; round <= rounds; round++) {   /* round 0 warms up */
@@ -184,7 +184,7 @@ int main(int argc, char **argv) {
                 v[j] = v[j - 1];
                 v[j - 1] = t;
             }
-        best_step[c] = v[rounds / 2];
+        median_step[c] = v[rounds / 2];
         free(v);
     }
     /* every contender made the same steps on the same start: compare with the first */
@@ -203,7 +203,7 @@ int main(int argc, char **argv) {
             snprintf(name, sizeof name, "fastmlp-%s", isas[c] == 2 ? "avx512" : "avx2");
         else
             snprintf(name, sizeof name, "libxsmm");
-        printf("%s %.3f %.2f %.3g\n", name, 1e6 * best_step[c], 4.0 * B * n * D / best_step[c] / 1e9,
+        printf("%s %.3f %.2f %.3g\n", name, 1e6 * median_step[c], 4.0 * B * n * D / median_step[c] / 1e9,
                worst);
     }
     printf("libxsmm-copies %.3f\n", 1e6 * gather_time / rounds);

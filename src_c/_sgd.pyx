@@ -212,17 +212,19 @@ cdef struct ThreadChoice:
     int probe_in            # segments until the other mode is tried again
     int probe_every         # doubles while the other mode keeps losing
     int team_won            # the last probe of the team won (one more must, to switch)
+    int warm                # the first segment has run (see record_segment)
     Py_ssize_t segment_steps
 
 
 cdef void start_choice(ThreadChoice* c, int team_members, bint adaptive) noexcept:
-    """No measurement yet: the team first (its first segment is one step)."""
+    """No measurement yet: the team first (its first segment is one step, untimed)."""
     c.team_members = team_members
     c.adaptive = adaptive
     c.mode = 1 if team_members > 1 else 0
     c.per_step[0] = c.per_step[1] = 0
     c.probe_every = c.probe_in = 4
     c.team_won = 0
+    c.warm = 0
     c.segment_steps = 1
 
 
@@ -260,9 +262,18 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
     that wins: it is never far worse than the team. But the team's own time passing
     one thread's old estimate only prompts that probe, at once: a moment when the whole
     machine is slow (a neighbour, the hypervisor) slows both alike, and trusting the
-    old estimate then switched to one thread and back for several segments."""
+    old estimate then switched to one thread and back for several segments.
+
+    The workspace's first segment (one step) only sizes the next: it starts the team's
+    threads and finds the weights in no core's cache, and timed it often made an idle
+    machine's team look slower than one thread (measured then with its first step
+    left out), which then took a dozen segments or more to undo."""
     cdef double t = seconds / steps
     cdef int best
+    if not c.warm:
+        c.warm = 1
+        c.segment_steps = max(1, min(1024, <Py_ssize_t> (SEGMENT_SECONDS / t) if t > 0 else 1024))
+        return
     c.per_step[mode] = t if c.per_step[mode] == 0 or mode != c.mode else 0.5 * (c.per_step[mode] + t)
     if c.per_step[0] > 0 and c.per_step[1] > 0:
         if c.mode == 0:
