@@ -212,6 +212,7 @@ cdef struct ThreadChoice:
     int probe_in            # segments until the other mode is tried again
     int probe_every         # doubles while the other mode keeps losing
     int team_won            # the last probe of the team won (one more must, to switch)
+    int one_won             # the last probe of one thread won (a fresh team segment decides)
     int warm                # the first segment has run (see record_segment)
     Py_ssize_t segment_steps
 
@@ -224,6 +225,7 @@ cdef void start_choice(ThreadChoice* c, int team_members, bint adaptive) noexcep
     c.per_step[0] = c.per_step[1] = 0
     c.probe_every = c.probe_in = 4
     c.team_won = 0
+    c.one_won = 0
     c.warm = 0
     c.segment_steps = 1
 
@@ -259,10 +261,14 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
     machine the OS takes a core from fastmlp's threads now and then, for milliseconds,
     so one thread's segments slow down at times and a probe of the team may happen to
     run while both threads have a core. Switching back to one thread takes one probe
-    that wins: it is never far worse than the team. But the team's own time passing
-    one thread's old estimate only prompts that probe, at once: a moment when the whole
-    machine is slow (a neighbour, the hypervisor) slows both alike, and trusting the
-    old estimate then switched to one thread and back for several segments.
+    that wins, and then one segment of the team, timed afresh (its time replaces the
+    estimate), that loses to it: one thread is never far worse than the team, but a
+    single slow segment of the team (a noisy moment) raises its estimate, and the probe
+    it prompts then won and switched to one thread for several segments on an idle
+    machine. The team's own time passing one thread's old estimate only prompts that
+    probe, at once: a moment when the whole machine is slow (a neighbour, the
+    hypervisor) slows both alike, and trusting the old estimate then switched to one
+    thread and back for several segments.
 
     The workspace's first segment (one step) only sizes the next: it starts the team's
     threads and finds the weights in no core's cache, and timed it often made an idle
@@ -274,7 +280,8 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
         c.warm = 1
         c.segment_steps = max(1, min(1024, <Py_ssize_t> (SEGMENT_SECONDS / t) if t > 0 else 1024))
         return
-    c.per_step[mode] = t if c.per_step[mode] == 0 or mode != c.mode else 0.5 * (c.per_step[mode] + t)
+    c.per_step[mode] = t if c.per_step[mode] == 0 or mode != c.mode or (mode == 1 and c.one_won) \
+        else 0.5 * (c.per_step[mode] + t)
     if c.per_step[0] > 0 and c.per_step[1] > 0:
         if c.mode == 0:
             best = 1 if c.per_step[1] < TEAM_MARGIN * c.per_step[0] else 0
@@ -291,13 +298,21 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
                 c.team_won = 0
         else:
             best = 0 if c.per_step[0] < c.per_step[1] else 1
-            if not best and mode == 1:
+            if mode == 1 and c.one_won:
+                c.one_won = 0     # the fresh team segment after a winning probe: decided
+            elif not best and mode == 1:
                 # the team looks slower than one thread's old estimate: try one thread now
                 c.probe_in = 0
+                best = 1
+            elif not best:
+                # a probe of one thread won, maybe against a team slowed for a moment:
+                # one fresh segment of the team (its time replacing the estimate) decides
+                c.one_won = 1
                 best = 1
         if best != c.mode:
             c.mode = best
             c.team_won = 0
+            c.one_won = 0
             c.probe_every = 4
             c.probe_in = 4
         elif mode != c.mode:      # a probe of the other mode, which lost again

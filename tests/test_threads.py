@@ -365,6 +365,16 @@ def test_thread_choice_does_not_time_the_cold_first_segment():
     assert modes[12:].count("1") <= 2, modes
 
 
+def test_thread_choice_keeps_the_team_through_one_slow_segment():
+    """One segment of the team runs 2.5x slower (a noisy moment on an idle machine). The
+    probe of one thread it prompts beats the team's estimate, raised by that segment;
+    one fresh segment of the team then decides, and it wins: no switch. (Switching on
+    the probe alone ran one thread for 6 segments here.)"""
+    modes = _modes(lambda i, threads: (200e-6 if threads == 2 else 300e-6) * (2.5 if i == 50 and threads == 2 else 1),
+                   90)
+    assert modes[50:70].count("1") <= 1, modes
+
+
 def test_thread_choice_tries_the_team_afresh_when_one_thread_slows_down():
     """One thread's segments are 3x slower now and then (the OS took its core): that
     prompts probes of the team, which must win twice before it runs; it never does here."""
