@@ -37,7 +37,6 @@ HERE = pathlib.Path(__file__).resolve().parent
 SOURCE = HERE / "libxsmm_products.c"
 KERNELS_DIR = HERE.parent / "src_c"
 DEFAULT_LIBS = ["-lxsmm", "-lxsmmnoblas", "-lpthread", "-lrt", "-ldl", "-lm"]
-ISA_NAMES = {2: "avx512", 1: "avx2"}
 
 
 def libxsmm_flags():
@@ -71,14 +70,16 @@ def build(folder, real, cflags, libs):
 
 
 def run(binary, args, target=None):
-    """The harness's lines for one run: {name: (us, gflops, diff)}, copies (us), target."""
+    """One run of the harness: ``(fastmlp, theirs, copies, arch)``: ``{isa: (us, gflops,
+    diff)}`` for fastmlp's kernels, the same triple for libxsmm (None where it has no
+    kernel), the microseconds of its copies, and the code it ran (``LIBXSMM_TARGET``)."""
     env = dict(os.environ)
     env.pop("LIBXSMM_TARGET", None)
     if target:
         env["LIBXSMM_TARGET"] = target
     out = subprocess.run([binary, *map(str, args)], capture_output=True, text=True, check=True,
                          env=env).stdout
-    rows, copies, arch = {}, None, "?"
+    fastmlp, theirs, copies, arch = {}, None, None, "?"
     for line in out.splitlines():
         if line.startswith("# libxsmm"):
             arch = line.rsplit("target", 1)[-1].strip()
@@ -86,11 +87,13 @@ def run(binary, args, target=None):
             print(line)
         else:
             name, *values = line.split()
-            if name == "libxsmm-copies":
-                copies = float(values[0])
+            if name == "fastmlp":
+                fastmlp[int(values[0])] = tuple(map(float, values[1:]))
+            elif name == "libxsmm":
+                theirs = tuple(map(float, values))
             else:
-                rows[name] = tuple(map(float, values))
-    return rows, copies, arch
+                copies = float(values[0])
+    return fastmlp, theirs, copies, arch
 
 
 def main(argv=None):
@@ -124,24 +127,24 @@ def main(argv=None):
             binary = build(folder, "double" if dtype == "float64" else "float", *flags)
             for shape in args.shapes:
                 batch, width = (int(v) for v in shape.lower().split("x"))
+                lead = f"{dtype:8s} {batch:5d}  {width:5d}"
                 for target in targets:
-                    rows, copies, arch = run(binary, [args.n, args.features, batch, width, args.rounds, *isas],
-                                             target)
-                    if "libxsmm" not in rows:
-                        print(f"{dtype:8s} {batch:5d}  {width:5d}  libxsmm has no kernel for this shape")
+                    fastmlp, theirs, copies, arch = run(
+                        binary, [args.n, args.features, batch, width, args.rounds, *isas], target)
+                    if theirs is None:
+                        print(f"{lead}  libxsmm has no kernel for this shape")
                         continue
-                    mine = ISA_NAMES[2 if target is None and isa == 2 else 1]
-                    for name, (us, gflops, diff) in rows.items():
-                        label = f"libxsmm ({arch})" if name == "libxsmm" else name
-                        if target is not None and name != "libxsmm":
-                            continue      # fastmlp's kernels: printed with the first run
-                        ratio = f"{us / rows['fastmlp-' + mine][0]:9.2f}" if name == "libxsmm" else " " * 9
-                        extra = f"{copies:9.1f}  {diff:.1e}" if name == "libxsmm" else ""
-                        print(f"{dtype:8s} {batch:5d}  {width:5d}  {label:18s} {us:9.1f}  {gflops:7.1f}  "
-                              f"{ratio}  {extra}")
+                    if target is None:      # fastmlp's kernels: printed with the first run
+                        for i, (us, gflops, _) in fastmlp.items():
+                            print(f"{lead}  {'fastmlp ' + kernels.ISA_NAMES[i]:18s} {us:9.1f}  {gflops:7.1f}")
+                    # libxsmm's code for this CPU against fastmlp's best, its AVX2 code against AVX2
+                    mine = isa if target is None else 1
+                    us, gflops, diff = theirs
+                    print(f"{lead}  {'libxsmm (' + arch + ')':18s} {us:9.1f}  {gflops:7.1f}  "
+                          f"{us / fastmlp[mine][0]:9.2f}  {copies:9.1f}  {diff:.1e}")
                     if target is not None:
-                        print(f"{'':8s} {'':5s}  {'':5s}  (fastmlp-{mine} in that run: "
-                              f"{rows['fastmlp-' + mine][0]:.1f} us)")
+                        print(f"{'':8s} {'':5s}  {'':5s}  (fastmlp {kernels.ISA_NAMES[mine]} in that run: "
+                              f"{fastmlp[mine][0]:.1f} us)")
     return 0
 
 

@@ -28,8 +28,6 @@ from fastmlp._blas import BlasThreads, rows_in_place_bytes, step_products
 from fastmlp._fit import init_params
 from fastmlp._threads import n_slices
 
-KERNELS = {1: "AVX2", 2: "AVX-512"}
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,7 +87,7 @@ def main(argv=None):
         for (isa, threads), t in times.items():
             seconds = float(np.median(t[1:]))
             gflops = shape.flops / seconds / 1e9
-            print(f"{dtype.name:8s} {KERNELS[isa]:8s} {threads:7d}  {seconds * 1e3:8.2f}  {gflops:7.1f}  "
+            print(f"{dtype.name:8s} {kernels.ISA_NAMES[isa]:8s} {threads:7d}  {seconds * 1e3:8.2f}  {gflops:7.1f}  "
                   f"{100 * gflops / (peak_one if threads == 1 else peak):8.0f}%")
         print(f"# {dtype.name}: GEMM peak (median of the rounds) {peak:.1f} GFLOP/s, one thread {peak_one:.1f}"
               + ("" if steal is None else f"; steal {100 * steal:.1f}% of CPU time"))

@@ -230,6 +230,13 @@ cdef void start_choice(ThreadChoice* c, int team_members, bint adaptive) noexcep
     c.segment_steps = 1
 
 
+cdef inline Py_ssize_t steps_per_segment(double seconds_per_step) noexcept nogil:
+    """Steps that take about SEGMENT_SECONDS (1 to 1024)."""
+    if seconds_per_step <= 0:
+        return 1024
+    return max(1, min(1024, <Py_ssize_t> (SEGMENT_SECONDS / seconds_per_step)))
+
+
 cdef inline int choose_mode(ThreadChoice* c) noexcept nogil:
     """The mode for the next segment: the faster one, and now and then the other, to
     notice when the load changes."""
@@ -278,7 +285,7 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
     cdef int best
     if not c.warm:
         c.warm = 1
-        c.segment_steps = max(1, min(1024, <Py_ssize_t> (SEGMENT_SECONDS / t) if t > 0 else 1024))
+        c.segment_steps = steps_per_segment(t)
         return
     c.per_step[mode] = t if c.per_step[mode] == 0 or mode != c.mode or (mode == 1 and c.one_won) \
         else 0.5 * (c.per_step[mode] + t)
@@ -323,8 +330,7 @@ cdef inline void record_segment(ThreadChoice* c, int mode, double seconds,
             c.probe_in -= 1
     else:
         c.mode = mode
-    t = c.per_step[c.mode] if c.per_step[c.mode] > 0 else t
-    c.segment_steps = max(1, min(1024, <Py_ssize_t> (SEGMENT_SECONDS / t) if t > 0 else 1024))
+    c.segment_steps = steps_per_segment(c.per_step[c.mode] if c.per_step[c.mode] > 0 else t)
 
 
 def simulate_thread_choice(seconds_per_step, Py_ssize_t segments, int team_members=2,
@@ -431,6 +437,7 @@ cdef class Workspace:
     cdef readonly object W1_blocks, V1_blocks   # block-major copies of W1 and V1 (see __init__)
     cdef readonly object labels, order
     cdef readonly Py_ssize_t n_slices, gemm_columns
+    cdef readonly Py_ssize_t slice_stride, share_stride   # elements between blocks (see __init__)
     cdef readonly Py_ssize_t block_width   # columns of W1 per block of its copy, W1_blocks
     cdef readonly int small_gemm_isa    # fastmlp's unpacked kernels for the big products (0: BLAS)
     cdef readonly int momentum_isa      # ... for W1's fused momentum update (0: BLAS and a pass)
@@ -490,6 +497,9 @@ cdef class Workspace:
         self.d_hidden = member_buffers(S, (B, Hs), dtype)           # dR, then dA1
         self.logits = member_buffers((2, S), (B, n_classes), dtype)  # each slice's share of A2, k%2
         self.grad = member_buffers(S, (B, n_classes), dtype)        # G = softmax(A2) - Y
+        # elements from one block to the next: of hidden and d_hidden, of logits and grad
+        self.slice_stride = self.hidden.strides[0] // dtype.itemsize
+        self.share_stride = self.logits.strides[1] // dtype.itemsize
         self.d_b1 = aligned_empty((n_hidden,), dtype)
         self.d_b2 = aligned_empty((n_classes,), dtype)
         self.labels = np.empty(0, dtype=np.int64)                  # private copies of y and order
@@ -1140,9 +1150,8 @@ def sgd_epoch(const floating[:, ::1] X, y, order,
     a.d_hidden = &dR[0, 0, 0]
     a.shares = &shares[0, 0, 0, 0]
     a.grad = &G[0, 0, 0]
-    # blocks of (B, Hs) and of (B, C), each on lines of its own (member_buffers)
-    a.slice_stride = R.strides[0] // sizeof(floating)
-    a.share_stride = shares.strides[1] // sizeof(floating)
+    a.slice_stride = workspace.slice_stride
+    a.share_stride = workspace.share_stride
     a.d_b1 = &db1[0]
     a.d_b2 = &db2[0]
     a.scale = 1
@@ -1281,8 +1290,8 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
     a.B = workspace.batch_size
     a.hidden = &R[0, 0, 0]
     a.shares = &shares[0, 0, 0, 0]
-    a.slice_stride = R.strides[0] // sizeof(floating)
-    a.share_stride = shares.strides[1] // sizeof(floating)
+    a.slice_stride = workspace.slice_stride
+    a.share_stride = workspace.share_stride
     a.out = &out[0, 0]
     cdef team_task task = forward_blocks_f64 if floating is double else forward_blocks_f32
     cdef int members = workspace.team_members() if workspace.choice.mode else 1

@@ -42,6 +42,7 @@ __all__ = [
     "small_gemm",
     "small_gemm_isa",
     "small_gemm_width",
+    "ISA_NAMES",
 ]
 
 
@@ -417,7 +418,8 @@ def small_gemm_isa():
     return _small_gemm_isa()
 
 
-_ISA_NAMES = {0: "0 (none)", 1: "1 (AVX2)", 2: "2 (AVX-512)"}
+#: The instruction sets of ``small_gemm_isa`` by number.
+ISA_NAMES = {0: "none", 1: "AVX2", 2: "AVX-512"}
 
 
 def _kernel_isa(isa, allowed):
@@ -426,7 +428,7 @@ def _kernel_isa(isa, allowed):
     best = _small_gemm_isa()
     isa = best if isa is None else int(isa)
     if isa not in allowed or isa > best:
-        names = " or ".join(_ISA_NAMES[i] for i in allowed)
+        names = " or ".join(f"{i} ({ISA_NAMES[i]})" for i in allowed)
         raise ValueError(f"isa must be {names} and at most {best} here, got {isa}")
     return isa
 
