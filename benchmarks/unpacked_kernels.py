@@ -11,7 +11,9 @@ peak of the BLAS as configured, on as many threads as the row (one, or all the
 cores): with ``OPENBLAS_CORETYPE=Haswell`` in the command, OpenBLAS's AVX2 kernels,
 the peak such a CPU has. On a shared machine the peak moves with the host as much as
 the epochs do, so it is measured in every round too (the best of two 2048 x 2048
-products on each thread count), and each row is set against the median of those.
+products on each thread count). Each ratio (an epoch's speed over the peak, two
+threads' epoch over one thread's, the GEMM on all threads over one) is taken within a
+round, beside each other, and the row shows its median over the rounds.
 
     env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell python benchmarks/unpacked_kernels.py
 
@@ -83,15 +85,21 @@ def main(argv=None):
             peaks["all"].append(flops / benchmark.fastest_time(product, 2) / 1e9)
             time.sleep(benchmark.BLAS_SPIN_SECONDS)   # BLAS's pool stops spinning
         steal = benchmark.steal_share(steal_before, benchmark.cpu_times())
-        peak, peak_one = (float(np.median(peaks[k][1:])) for k in ("all", "one"))
+        # Every ratio is taken within a round, then the median over the rounds: the
+        # host's speed drifts over seconds, and a round's epochs and products share it.
+        peak_of = {key: peaks["one" if key[1] == 1 else "all"] for key in contenders}
         for (isa, threads), t in times.items():
             seconds = float(np.median(t[1:]))
-            gflops = shape.flops / seconds / 1e9
-            print(f"{dtype.name:8s} {kernels.ISA_NAMES[isa]:8s} {threads:7d}  {seconds * 1e3:8.2f}  {gflops:7.1f}  "
-                  f"{100 * gflops / (peak_one if threads == 1 else peak):8.0f}%")
+            of_peak = np.median([shape.flops / d / 1e9 / p for d, p in zip(t[1:], peak_of[isa, threads][1:])])
+            speedup = ""
+            if threads > 1 and (isa, 1) in times:
+                speedup = f"  {np.median([o / d for o, d in zip(times[isa, 1][1:], t[1:])]):.2f}x one thread"
+            print(f"{dtype.name:8s} {kernels.ISA_NAMES[isa]:8s} {threads:7d}  {seconds * 1e3:8.2f}  "
+                  f"{shape.flops / seconds / 1e9:7.1f}  {100 * of_peak:8.0f}%{speedup}")
+        peak, peak_one = (float(np.median(peaks[k][1:])) for k in ("all", "one"))
+        scaling = np.median([a / o for a, o in zip(peaks["all"][1:], peaks["one"][1:])])
         print(f"# {dtype.name}: GEMM peak (median of the rounds) {peak:.1f} GFLOP/s, one thread {peak_one:.1f}"
-              + ("" if steal is None else f"; steal {100 * steal:.1f}% of CPU time"))
-
+              f" ({scaling:.2f}x)" + ("" if steal is None else f"; steal {100 * steal:.1f}% of CPU time"))
 
 if __name__ == "__main__":
     main()
