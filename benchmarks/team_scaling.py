@@ -35,7 +35,8 @@ from fastmlp._threads import available_cores, n_slices
 
 
 def training(shape, dtype, threads, small_gemm, seed):
-    """A function that runs `k` epochs of one training and returns their median time."""
+    """One training: (epochs, its workspace), where epochs(k) runs k epochs and returns
+    their median time."""
     X, y = benchmark.synthetic_data(shape, dtype)
     slices = n_slices(None, shape.hidden)
     columns = step_products(shape.batch_size, shape.n_features, shape.hidden // slices, dtype.itemsize)[0]
@@ -103,7 +104,8 @@ def main(argv=None):
             continue
         rows = []
         with BlasThreads.shared().single():
-            a(1), b(1), team(1)                       # warm-up: threads, caches
+            for run in (a, b, team):                  # warm-up: threads, caches
+                run(1)
             for _ in range(args.rounds):
                 alone = (a(k) + b(k)) / 2
                 team_time = team(k)
