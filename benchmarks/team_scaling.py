@@ -61,8 +61,8 @@ def at_once(a, b, k):
     """Run trainings a and b for k epochs each at the same time; their median epochs."""
     out = {}
 
-    def run(name, training):
-        out[name] = training(k)
+    def run(name, epochs):
+        out[name] = epochs(k)
     workers = [threading.Thread(target=run, args=item) for item in (("a", a), ("b", b))]
     for w in workers:
         w.start()
@@ -98,7 +98,7 @@ def main(argv=None):
           "team / half of slower pair")
     for dtype in map(np.dtype, args.dtypes):
         (a, ws), (b, _), (team, _) = (training(shape, dtype, threads, small_gemm, seed)
-                                            for threads, seed in ((1, 0), (1, 1), (2, 2)))
+                                      for threads, seed in ((1, 0), (1, 1), (2, 2)))
         if ws.small_gemm_isa != small_gemm:
             print(f"{dtype.name:8s} kernels {small_gemm} cannot take this shape's slices: skipped")
             continue
