@@ -29,21 +29,15 @@ import time
 import numpy as np
 
 from fastmlp import _sgd, benchmark, kernels
-from fastmlp._blas import BlasThreads, rows_in_place_bytes, step_products
-from fastmlp._fit import init_params
-from fastmlp._threads import available_cores, n_slices
+from fastmlp._blas import BlasThreads
+from fastmlp._threads import available_cores
 
 
 def training(shape, dtype, threads, small_gemm, seed):
     """One training: (epochs, its workspace), where epochs(k) runs k epochs and returns
     their median time."""
     X, y = benchmark.synthetic_data(shape, dtype)
-    slices = n_slices(None, shape.hidden)
-    columns = step_products(shape.batch_size, shape.n_features, shape.hidden // slices, dtype.itemsize)[0]
-    ws = _sgd.Workspace(shape.batch_size, shape.n_features, shape.hidden, shape.n_classes, dtype, slices,
-                        columns, max_threads=threads, adaptive=False, small_gemm=small_gemm,
-                        rows_in_place_bytes=rows_in_place_bytes())
-    params = init_params(np.random.default_rng(seed), shape.n_features, shape.hidden, shape.n_classes, dtype)
+    ws, params = benchmark.fixed_step(shape, dtype, threads, small_gemm, seed)
     rng = np.random.default_rng(seed)
 
     def epochs(k):
@@ -73,10 +67,7 @@ def at_once(a, b, k):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=2580)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=30)
-    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float32", "float64"])
+    benchmark.add_shape_arguments(parser)
     parser.add_argument("--small-gemm", type=int, default=None,
                         help="fastmlp's kernels: 0 BLAS, 1 AVX2, 2 AVX-512 (default: this CPU's best)")
     parser.add_argument("--rounds", type=int, default=15)
@@ -89,7 +80,7 @@ def main(argv=None):
         print("fastmlp runs one thread here (one core, or a build without threads): no team to measure.")
         return
     small_gemm = kernels.small_gemm_isa() if args.small_gemm is None else args.small_gemm
-    shape = benchmark.Shape("custom", args.n, args.hidden, args.batch_size)
+    shape = benchmark.parsed_shape(args)
     k = args.epochs_per_turn
     print(f"# N={shape.n_samples} D={shape.n_features} H={shape.hidden} batch={shape.batch_size}, "
           f"kernels {kernels.ISA_NAMES.get(small_gemm, small_gemm)}; {args.rounds} rounds of {k} epochs "

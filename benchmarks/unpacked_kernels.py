@@ -26,17 +26,13 @@ import time
 import numpy as np
 
 from fastmlp import _sgd, benchmark, kernels
-from fastmlp._blas import BlasThreads, rows_in_place_bytes, step_products
-from fastmlp._fit import init_params
+from fastmlp._blas import BlasThreads
 from fastmlp._threads import n_slices
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=2580)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=30)
-    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float32", "float64"])
+    benchmark.add_shape_arguments(parser)
     parser.add_argument("--rounds", type=int, default=21, help="epochs per contender, taking turns")
     args = parser.parse_args(argv)
 
@@ -46,7 +42,7 @@ def main(argv=None):
     if best == 0:
         print("This CPU has neither AVX2 nor AVX-512: fastmlp uses BLAS for every product.")
         return
-    shape = benchmark.Shape("custom", args.n, args.hidden, args.batch_size)
+    shape = benchmark.parsed_shape(args)
     slices = n_slices(None, shape.hidden)
     print(f"# N={shape.n_samples} D={shape.n_features} H={shape.hidden} batch={shape.batch_size}, "
           f"{slices} slices; median of {args.rounds} epochs each, taking turns")
@@ -56,15 +52,9 @@ def main(argv=None):
         contenders = {}
         for isa in range(1, best + 1):
             for threads in sorted({1, slices}):
-                ws = _sgd.Workspace(shape.batch_size, shape.n_features, shape.hidden, shape.n_classes,
-                                    dtype, slices, step_products(shape.batch_size, shape.n_features,
-                                                                 shape.hidden // slices, dtype.itemsize)[0],
-                                    max_threads=threads, adaptive=False, small_gemm=isa,
-                                    rows_in_place_bytes=rows_in_place_bytes())
+                ws, params = benchmark.fixed_step(shape, dtype, threads, isa)
                 if ws.small_gemm_isa != isa:   # slices not a whole number of this kernel's tiles
                     continue
-                params = init_params(np.random.default_rng(0), shape.n_features, shape.hidden,
-                                     shape.n_classes, dtype)
                 contenders[isa, threads] = (ws, params)
         times = {key: [] for key in contenders}
         product, flops = benchmark.gemm_product(dtype)
@@ -100,6 +90,7 @@ def main(argv=None):
         scaling = np.median([a / o for a, o in zip(peaks["all"][1:], peaks["one"][1:])])
         print(f"# {dtype.name}: GEMM peak (median of the rounds) {peak:.1f} GFLOP/s, one thread {peak_one:.1f}"
               f" ({scaling:.2f}x)" + ("" if steal is None else f"; steal {100 * steal:.1f}% of CPU time"))
+
 
 if __name__ == "__main__":
     main()

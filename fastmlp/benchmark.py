@@ -48,8 +48,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import reference
+from ._blas import rows_in_place_bytes, step_products
 from ._fit import Trainer, init_params
-from ._threads import available_cores
+from ._threads import available_cores, n_slices
 
 LR, REG, N_CLASSES, N_FEATURES = 1e-4, 1e-2, 10, 784
 PEERS = ("fastmlp-f64", "fastmlp-f32", "numpy", "pytorch", "sklearn", "jax")
@@ -138,6 +139,38 @@ def make_fastmlp(shape, dtype, backend="cython", n_threads=None, adaptive_thread
         with trainer.running():
             trainer.epoch(X, y, order, params, LR, REG)
     return epoch
+
+
+def fixed_step(shape, dtype, threads, small_gemm, seed=0):
+    """The compiled step for ``shape`` with its choices pinned, for the benchmarks that
+    compare kernels or thread counts: a workspace split into slices and column blocks as
+    ``fit`` splits it, always on ``threads`` threads (no thread choice), its big products
+    by fastmlp's kernels ``small_gemm`` (0: BLAS, 1: AVX2, 2: AVX-512; its
+    ``small_gemm_isa`` is 0 where the slices are not a whole number of their tiles), and
+    initial weights from ``seed``. Returns ``(workspace, params)``."""
+    from . import _sgd
+    dtype = np.dtype(dtype)
+    slices = n_slices(None, shape.hidden)
+    columns = step_products(shape.batch_size, shape.n_features, shape.hidden // slices, dtype.itemsize)[0]
+    workspace = _sgd.Workspace(shape.batch_size, shape.n_features, shape.hidden, shape.n_classes, dtype,
+                               slices, columns, max_threads=threads, adaptive=False, small_gemm=small_gemm,
+                               rows_in_place_bytes=rows_in_place_bytes())
+    params = init_params(np.random.default_rng(seed), shape.n_features, shape.hidden, shape.n_classes, dtype)
+    return workspace, params
+
+
+def add_shape_arguments(parser):
+    """``--n``, ``--hidden``, ``--batch-size`` (the seed's shape by default) and
+    ``--dtypes`` for a benchmark script; :func:`parsed_shape` makes their Shape."""
+    parser.add_argument("--n", type=int, default=2580)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=30)
+    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float32", "float64"])
+
+
+def parsed_shape(args):
+    """The Shape of the arguments that :func:`add_shape_arguments` added."""
+    return Shape("custom", args.n, args.hidden, args.batch_size)
 
 
 class CompetingLoad:

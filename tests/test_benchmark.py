@@ -133,3 +133,27 @@ def test_competing_load_holds_each_process_to_its_own_core():
     assert held == [{c} for c in cores] + [{cores[0]}]
     with benchmark.CompetingLoad(n_processes=2, pin=False) as load:
         assert all(os.sched_getaffinity(p.pid) == set(cores) for p in load._procs)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fixed_step_trains_as_the_reference_on_the_threads_asked(threads):
+    """The benchmarks' pinned step: fit's slice count, the thread count asked for (no
+    thread choice), BLAS for the products when asked (small_gemm=0); its epoch is the
+    reference's, to rounding."""
+    from fastmlp import _sgd
+    from fastmlp._threads import n_slices
+
+    shape = benchmark.Shape("t", 40, 16, 8, n_features=6, n_classes=3)
+    ws, params = benchmark.fixed_step(shape, np.float64, threads, 0, seed=3)
+    assert ws.n_slices == n_slices(None, shape.hidden)
+    assert ws.threads == (min(threads, ws.n_slices) if _sgd.THREADS else 1)   # serial build: one
+    assert ws.small_gemm_isa == 0
+    assert [p.shape for p in params] == [(6, 16), (16,), (16, 3), (3,)]
+    X, y = benchmark.synthetic_data(shape, np.float64)
+    order = np.random.default_rng(0).permutation(shape.n_samples)
+    expected = [p.copy() for p in params]
+    _sgd.sgd_epoch(X, y, order, *params, ws, 0.05, 0.01)
+    assert ws.thread_choice["threads"] == ws.threads
+    reference.sgd_epoch(X, y, order, expected, 0.05, 0.01, shape.batch_size)
+    for got, want in zip(params, expected):
+        assert_allclose(got, want, rtol=1e-12, atol=1e-14)
