@@ -47,7 +47,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import reference
 from ._blas import rows_in_place_bytes, step_products
 from ._fit import Trainer, init_params
 from ._threads import available_cores, n_slices
