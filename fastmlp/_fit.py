@@ -381,9 +381,12 @@ def fit(X, y, *, hidden=128, epochs=200, batch_size=30, lr=1e-4, reg=1e-2,
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, unit="epoch", desc="fastmlp")
-    divergence = DivergenceCheck(X, y, params, lr)
     try:
         with trainer.running():
+            # Inside: its set-up multiplies a sample of X by W1, and BLAS on several
+            # threads then would leave its idle workers spinning on the cores for the
+            # first tenth of a second or so of the epochs.
+            divergence = DivergenceCheck(X, y, params, lr)
             for epoch in range(1, epochs + 1):
                 order = train_rows[rng.permutation(n_train)] if shuffle else train_rows
                 epoch_lr = state.epoch_lr(controls, lr)
