@@ -1069,3 +1069,123 @@ def test_step_with_small_gemm_matches_reference(case, n_slices, isa, dtype, tol)
     assert results[1][0] == results[n_slices][0]
     for name, a, b in zip(NAMES, results[1][1], results[n_slices][1]):
         assert np.array_equal(a, b), name
+
+
+# --------------------------------------------------------------- 10. pooled trainers
+
+@pytest.fixture
+def empty_pool():
+    """No pooled trainers before or after the test."""
+    fastmlp._fit.release_trainers()
+    yield fastmlp._fit._pooled
+    fastmlp._fit.release_trainers()
+
+
+def _small_fit(seed=0, **kwargs):
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((120, 9)), rng.integers(0, 3, size=120)
+    options = dict(hidden=16, epochs=3, batch_size=10, lr=0.01, seed=seed)
+    options.update(kwargs)
+    model = fastmlp.fit(X, y, **options)
+    return model.W1, model.b1, model.W2, model.b2
+
+
+def test_a_fit_takes_the_pooled_trainer_of_its_shape_and_trains_as_a_new_one(empty_pool, monkeypatch):
+    first = _small_fit(n_threads=2)
+    assert len(empty_pool) == 1
+    (key, trainer), = empty_pool.items()
+    assert key == (10, 9, 16, 3, "float64", 2)
+    again = _small_fit(n_threads=2)
+    assert list(empty_pool.items()) == [(key, trainer)]   # the same trainer, back again
+    monkeypatch.setattr(fastmlp._fit, "POOLED_TRAINERS", 0)
+    fastmlp._fit.release_trainers()
+    fresh = _small_fit(n_threads=2)
+    assert not empty_pool
+    for a, b, c in zip(first, again, fresh):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+def test_the_pool_keys_on_the_slice_count_not_on_n_threads(empty_pool, monkeypatch):
+    # n_threads=None resolves from the environment at each fit; the slice count fixes
+    # the result, so a trainer made for one count must not serve a fit of another.
+    expected = {}
+    monkeypatch.setattr(_threads, "available_cores", lambda: 4)   # any machine: 2 may be used
+    monkeypatch.setattr(fastmlp._fit, "POOLED_TRAINERS", 0)
+    for threads in ("1", "2"):
+        monkeypatch.setenv("FASTMLP_NUM_THREADS", threads)
+        expected[threads] = _small_fit()
+    monkeypatch.setattr(fastmlp._fit, "POOLED_TRAINERS", 4)
+    for threads in ("1", "2", "1"):
+        monkeypatch.setenv("FASTMLP_NUM_THREADS", threads)
+        for a, b in zip(_small_fit(), expected[threads]):
+            assert np.array_equal(a, b), threads
+    assert sorted(key[-1] for key in empty_pool) == [1, 2]
+    assert not np.array_equal(expected["1"][0], expected["2"][0])
+
+
+def test_the_pool_keeps_the_last_few_small_trainers(empty_pool, monkeypatch):
+    for hidden in (8, 16, 24, 32, 40, 48):
+        _small_fit(hidden=hidden, n_threads=1)
+    assert [key[2] for key in empty_pool] == [16, 24, 32, 40, 48][-fastmlp._fit.POOLED_TRAINERS:]
+    trainer = next(iter(empty_pool.values()))
+    assert 0 < trainer.scratch_bytes() <= fastmlp._fit.POOLED_TRAINER_BYTES
+    fastmlp._fit.release_trainers()
+    monkeypatch.setattr(fastmlp._fit, "POOLED_TRAINER_BYTES", trainer.scratch_bytes() - 1)
+    _small_fit(hidden=trainer.workspace.d_b1.shape[0], n_threads=1)
+    assert not empty_pool          # too big to keep
+    _small_fit(backend="numpy")
+    assert not empty_pool          # nothing to keep
+
+
+def test_fits_at_once_never_share_a_trainer(empty_pool, monkeypatch):
+    """Two fits of one shape in two Python threads, both inside their epochs at once:
+    each has its own trainer (the step indexes with its workspace's private copies of y
+    and the order), and each trains as it would alone."""
+    alone = _small_fit(n_threads=2)
+    both_in = threading.Barrier(2, timeout=30)
+    used, original = [], fastmlp._fit.Trainer.epoch
+
+    def epoch(self, *args, **kwargs):
+        if len([t for t in used if t is self]) == 0:
+            used.append(self)
+            both_in.wait()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(fastmlp._fit.Trainer, "epoch", epoch)
+    results = [None, None]
+
+    def run(i):
+        results[i] = _small_fit(n_threads=2)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(used) == 2 and used[0] is not used[1]
+    for result in results:
+        for a, b in zip(result, alone):
+            assert np.array_equal(a, b)
+    assert len(empty_pool) == 1     # one of the two kept
+
+
+def test_a_fork_child_fits_while_the_parent_holds_the_pool_lock():
+    """The pool's lock is made anew in a forked child: a fork while another thread held
+    it must not leave the child's fits waiting for ever."""
+    proc = _run_python("""
+        import multiprocessing as mp, numpy as np, fastmlp
+        from fastmlp import _fit
+
+        def job(seed):
+            rng = np.random.default_rng(seed)
+            X = rng.standard_normal((200, 10)); y = rng.integers(0, 3, 200)
+            return fastmlp.fit(X, y, hidden=16, epochs=2, n_threads=2, seed=seed, lr=1e-3).W1
+
+        parent = job(1)                       # a pooled trainer, with its team
+        with _fit._pool_lock:                 # held at the fork, as by another thread
+            with mp.get_context("fork").Pool(1) as pool:
+                child = pool.apply_async(job, (1,)).get(timeout=60)
+        assert np.array_equal(child, parent)
+        print("ok")
+    """, timeout=90)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
