@@ -1110,6 +1110,7 @@ def test_the_pool_keys_on_the_slice_count_not_on_n_threads(empty_pool, monkeypat
     # the result, so a trainer made for one count must not serve a fit of another.
     expected = {}
     monkeypatch.setattr(_threads, "available_cores", lambda: 4)   # any machine: 2 may be used
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)          # (a Dask test may have set it)
     monkeypatch.setattr(fastmlp._fit, "POOLED_TRAINERS", 0)
     for threads in ("1", "2"):
         monkeypatch.setenv("FASTMLP_NUM_THREADS", threads)
