@@ -53,11 +53,12 @@ def _take_trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_t
     one. Each is used by one fit at a time: it leaves the pool while it trains."""
     if backend != "cython":
         return Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
-    key = (batch_size, n_features, hidden, n_classes, np.dtype(dtype).name, n_slices(n_threads, hidden))
+    slices = n_slices(n_threads, hidden)
+    key = (batch_size, n_features, hidden, n_classes, np.dtype(dtype).name, slices)
     with _pool_lock:
         trainer = _pooled.pop(key, None)
-    if trainer is None:
-        trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
+    if trainer is None:   # n_threads=slices: the count resolved once, the key's
+        trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, slices)
         trainer.pool_key = key
     return trainer
 
@@ -65,7 +66,7 @@ def _take_trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_t
 def _return_trainer(trainer):
     """Keep a trainer whose fit is over for the next fit of its shape (see POOLED_TRAINERS)."""
     key = getattr(trainer, "pool_key", None)
-    if key is None or trainer.scratch_bytes() > POOLED_TRAINER_BYTES:
+    if key is None or trainer.workspace.nbytes > POOLED_TRAINER_BYTES:
         return
     with _pool_lock:
         _pooled.pop(key, None)   # an idle one of the same key (two fits ran at once) goes
@@ -189,15 +190,6 @@ class Trainer:
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
                                             columns, adaptive=adaptive_threads, small_gemm=small_gemm,
                                             rows_in_place_bytes=rows_in_place_bytes())
-
-    def scratch_bytes(self):
-        """Bytes of scratch memory the trainer holds (0 for the NumPy backend)."""
-        if self.backend != "cython":
-            return 0
-        w = self.workspace
-        arrays = (w.X_batch, w.y_batch, w.w_batch, w.hidden, w.d_hidden, w.logits, w.grad, w.d_b1,
-                  w.d_b2, w.W1_blocks, w.V1_blocks, w.grad_W1, w.grad_W2, w.labels, w.order)
-        return sum(a.nbytes for a in arrays if a is not None)
 
     def running(self):
         """Context for the epochs: the compiled step runs on fastmlp's own threads and

@@ -547,6 +547,16 @@ cdef class Workspace:
             return np.zeros((0, 4))
         return self.segment_log[:self.segments_logged].copy()
 
+    @property
+    def nbytes(self):
+        """Bytes of the arrays this workspace holds: its buffers, the block-major copies
+        of W1 and V1, the momentum buffers once made, the private copies of y and the
+        order."""
+        return sum(a.nbytes for a in (self.X_batch, self.y_batch, self.w_batch, self.hidden,
+                                      self.d_hidden, self.logits, self.grad, self.d_b1, self.d_b2,
+                                      self.grad_W1, self.grad_W2, self.W1_blocks, self.V1_blocks,
+                                      self.labels, self.order) if a is not None)
+
     def momentum_buffers(self):
         """Allocate (once) the buffers of momentum: the block-major copy of W1's velocity
         (where W1 has one), and the data-gradient buffers of W1 (laid out as W1 is

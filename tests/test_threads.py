@@ -699,6 +699,21 @@ def test_workspace_with_slices_sizes():
     assert ws.logits.shape == (2, 4, 10, 3) and ws.grad.shape == (4, 10, 3)
 
 
+def test_workspace_nbytes_counts_every_array_it_holds():
+    """fit keeps a trainer only when its workspace's nbytes is small: every array the
+    workspace holds must count, the momentum buffers and the private indices too."""
+    def held(ws):
+        values = (getattr(ws, name) for name in dir(ws) if not name.startswith("_"))
+        return sum(v.nbytes for v in values if isinstance(v, np.ndarray))
+
+    ws = _sgd.Workspace(10, 5, 24, 3, np.float64, 2, gemm_columns=6)
+    assert ws.W1_blocks is not None and ws.nbytes == held(ws) > 0
+    ws.momentum_buffers()
+    ws.private_indices(np.zeros(50, dtype=np.int64), np.arange(50))
+    assert ws.V1_blocks is not None and ws.labels.nbytes == 400
+    assert ws.nbytes == held(ws)
+
+
 @pytest.mark.parametrize("B,D,Hs,expected", [
     (30, 64, 128, 128),   # 10**6 // 1920 = 520 -> 512 >= 128: no blocking
     (30, 784, 128, 32),   # 10**6 // 23520 = 42 -> 32
@@ -1129,9 +1144,9 @@ def test_the_pool_keeps_the_last_few_small_trainers(empty_pool, monkeypatch):
         _small_fit(hidden=hidden, n_threads=1)
     assert [key[2] for key in empty_pool] == [16, 24, 32, 40, 48][-fastmlp._fit.POOLED_TRAINERS:]
     trainer = next(iter(empty_pool.values()))
-    assert 0 < trainer.scratch_bytes() <= fastmlp._fit.POOLED_TRAINER_BYTES
+    assert 0 < trainer.workspace.nbytes <= fastmlp._fit.POOLED_TRAINER_BYTES
     fastmlp._fit.release_trainers()
-    monkeypatch.setattr(fastmlp._fit, "POOLED_TRAINER_BYTES", trainer.scratch_bytes() - 1)
+    monkeypatch.setattr(fastmlp._fit, "POOLED_TRAINER_BYTES", trainer.workspace.nbytes - 1)
     _small_fit(hidden=trainer.workspace.d_b1.shape[0], n_threads=1)
     assert not empty_pool          # too big to keep
     _small_fit(backend="numpy")
