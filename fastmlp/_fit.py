@@ -173,10 +173,12 @@ class Trainer:
     For ``"cython"`` the scratch memory and the thread team are made here, once
     per fit, and the hidden units are split into slices for the threads. Run the
     epochs inside :meth:`running`, which holds BLAS to one thread meanwhile.
+    ``max_threads`` and ``small_gemm`` pin what fit leaves to the workspace and to
+    ``step_products`` (see ``_sgd.Workspace``), for benchmarks.
     """
 
     def __init__(self, backend, batch_size, n_features, hidden, n_classes, dtype, n_threads,
-                 adaptive_threads=True):
+                 adaptive_threads=True, max_threads=None, small_gemm=None):
         self.backend = backend
         self.batch_size = batch_size
         self.n_threads = 1  # the fit's thread count: its hidden slices, each on at most one thread
@@ -185,10 +187,11 @@ class Trainer:
             self._sgd = _sgd
             slices = n_slices(n_threads, hidden)
             self.n_threads = slices
-            columns, small_gemm = step_products(batch_size, n_features, hidden // slices,
-                                                np.dtype(dtype).itemsize)
+            columns, fits_kernels = step_products(batch_size, n_features, hidden // slices,
+                                                  np.dtype(dtype).itemsize)
             self.workspace = _sgd.Workspace(batch_size, n_features, hidden, n_classes, dtype, slices,
-                                            columns, adaptive=adaptive_threads, small_gemm=small_gemm,
+                                            columns, max_threads=max_threads, adaptive=adaptive_threads,
+                                            small_gemm=fits_kernels if small_gemm is None else small_gemm,
                                             rows_in_place_bytes=rows_in_place_bytes())
 
     def running(self):

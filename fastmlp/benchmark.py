@@ -47,9 +47,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._blas import rows_in_place_bytes, step_products
 from ._fit import Trainer, init_params
-from ._threads import available_cores, n_slices
+from ._threads import available_cores
 
 LR, REG, N_CLASSES, N_FEATURES = 1e-4, 1e-2, 10, 784
 PEERS = ("fastmlp-f64", "fastmlp-f32", "numpy", "pytorch", "sklearn", "jax")
@@ -147,15 +146,11 @@ def fixed_step(shape, dtype, threads, small_gemm, seed=0):
     by fastmlp's kernels ``small_gemm`` (0: BLAS, 1: AVX2, 2: AVX-512; its
     ``small_gemm_isa`` is 0 where the slices are not a whole number of their tiles), and
     initial weights from ``seed``. Returns ``(workspace, params)``."""
-    from . import _sgd
     dtype = np.dtype(dtype)
-    slices = n_slices(None, shape.hidden)
-    columns = step_products(shape.batch_size, shape.n_features, shape.hidden // slices, dtype.itemsize)[0]
-    workspace = _sgd.Workspace(shape.batch_size, shape.n_features, shape.hidden, shape.n_classes, dtype,
-                               slices, columns, max_threads=threads, adaptive=False, small_gemm=small_gemm,
-                               rows_in_place_bytes=rows_in_place_bytes())
+    trainer = Trainer("cython", shape.batch_size, shape.n_features, shape.hidden, shape.n_classes, dtype,
+                      None, adaptive_threads=False, max_threads=threads, small_gemm=small_gemm)
     params = init_params(np.random.default_rng(seed), shape.n_features, shape.hidden, shape.n_classes, dtype)
-    return workspace, params
+    return trainer.workspace, params
 
 
 def add_shape_arguments(parser):
