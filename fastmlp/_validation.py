@@ -63,11 +63,7 @@ def check_features(X, name, dtype, n_features=None, accept_sparse=False):
     with np.errstate(over="ignore"):
         arr = np.ascontiguousarray(arr, dtype=dtype)
     if not all_finite(arr):
-        if arr is not given and given.dtype.kind == "f" and all_finite(given):
-            raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name} "
-                             f"(|x| > {np.finfo(dtype).max:.3g}); use dtype=float64 or rescale {name}")
-        raise ValueError(f"{name} contains NaN or infinity; remove or impute those values "
-                         f"(e.g. sklearn.impute.SimpleImputer)")
+        refuse_non_finite(name, dtype, given if arr is not given else None)
     return arr
 
 
@@ -85,16 +81,33 @@ def check_sparse_features(X, name, dtype, n_features=None):
         raise ValueError(f"{name} must have at least one sample and one feature, got shape {X.shape}")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
-    csr = X if X.format == "csr" else X.tocsr()
+    csr = given = X if X.format == "csr" else X.tocsr()
     if csr.dtype != dtype:
         with np.errstate(over="ignore"):
             csr = csr.astype(dtype)
     if not csr.has_sorted_indices:
         csr = csr.sorted_indices()  # a copy: the caller's matrix stays as it was
     if not np.isfinite(csr.data).all():
-        raise ValueError(f"{name} contains NaN or infinity (or values too large for "
-                         f"{np.dtype(dtype).name}); remove or impute those values before fitting")
+        refuse_non_finite(name, dtype, given.data if csr.dtype != given.dtype else None)
     return csr
+
+
+def refuse_non_finite(name, dtype, given=None):
+    """Raise the ValueError for features ``name`` that hold NaN or infinity as ``dtype``.
+
+    ``given``: their values before this check converted them to ``dtype`` (None when it
+    did not). If those are finite, the conversion overflowed, and the message says so.
+    """
+    dtype = np.dtype(dtype)
+    if given is not None and given.dtype.kind == "f" and all_finite(given):
+        raise ValueError(f"{name} holds values too large for {dtype.name} "
+                         f"(|x| > {np.finfo(dtype).max:.3g}); use dtype=float64 or rescale {name}")
+    beyond = ""
+    if dtype == np.float32:  # perhaps made float32 before (by MLPClassifier's validate_data)
+        beyond = (f"; or, if {name} was converted to float32, values beyond its range "
+                  f"(|x| > {np.finfo(np.float32).max:.3g}): use dtype=float64 or rescale {name}")
+    raise ValueError(f"{name} contains NaN or infinity; remove or impute those values "
+                     f"(e.g. sklearn.impute.SimpleImputer){beyond}")
 
 
 def all_finite(arr, block_rows=4096):

@@ -165,3 +165,42 @@ def test_float32_input_trains_in_float32(digits):
     assert clf.W1_.dtype == np.float32
     clf64 = MLPClassifier(hidden=16, epochs=1, random_state=0, dtype="float64").fit(X.astype(np.float32), y)
     assert clf64.W1_.dtype == np.float64
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit", "predict", "predict_proba", "score"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "+inf", "-inf"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_non_finite_X_is_refused_by_every_method_with_the_fix(digits, method, value, sparse):
+    # scikit-learn's validate_data leaves finiteness to fastmlp's own check: every
+    # method must still refuse NaN and infinity, name X and say what to do, and leave
+    # both the caller's X and a fitted model as they were.
+    from scipy.sparse import csr_matrix
+    X, y, _, _ = digits
+    clf = MLPClassifier(hidden=16, epochs=1, random_state=0).fit(X, y)
+    weights = [w.copy() for w in (clf.W1_, clf.b1_, clf.W2_, clf.b2_)]
+    Xbad = X.copy()
+    Xbad[3, 5] = value
+    Xbad = csr_matrix(Xbad) if sparse else Xbad
+    snap = Xbad.copy()
+    args = (Xbad, y) if method in ("fit", "partial_fit", "score") else (Xbad,)
+    with pytest.raises(ValueError, match=r"\bX\b contains NaN or infinity; remove or impute"):
+        getattr(clf, method)(*args)
+    if sparse:
+        assert np.array_equal(Xbad.toarray(), snap.toarray(), equal_nan=True)
+    else:
+        assert np.array_equal(Xbad, snap, equal_nan=True)
+    for before, after in zip(weights, (clf.W1_, clf.b1_, clf.W2_, clf.b2_)):
+        assert_array_equal(before, after)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_X_beyond_float32_names_the_range_and_the_fix(digits):
+    # X is finite, but a value overflows float32, the dtype asked for: the message must
+    # name that cause and the fix, not only NaN.
+    X, y, _, _ = digits
+    Xbig = X.copy()
+    Xbig[0, 0] = 1e39
+    with pytest.raises(ValueError, match=r"\bX\b.*beyond its range.*dtype=float64 or rescale X"):
+        MLPClassifier(hidden=16, epochs=1, dtype="float32").fit(Xbig, y)
+    clf = MLPClassifier(hidden=16, epochs=1, dtype="float64").fit(Xbig / 1e38, y)
+    assert clf.W1_.dtype == np.float64
