@@ -18,7 +18,10 @@ from ._validation import all_finite, issparse
 # The loss per sample may not exceed this many times its starting value (or log C,
 # chance level, if larger). Normal runs stay within a small factor of it.
 EXPLOSION_FACTOR = 1000.0
-_SAMPLE_ROWS = 256  # rows that estimate the starting loss
+# Rows that estimate the starting loss. The estimate only sets a limit 1000 times
+# above it, so 64 rows do; 256 made the estimate cost as much as a partial_fit
+# epoch of 256 rows.
+_SAMPLE_ROWS = 64
 _FIRST_BLOCK = 16   # rows of the first block of the dead-layer scan; each next one doubles
 
 
@@ -30,7 +33,7 @@ class DivergenceCheck:
     1. the epoch's loss and the weights are finite;
     2. the epoch's mean loss per sample is at most ``EXPLOSION_FACTOR`` (1000) times
        ``max(initial loss, log C)``, the initial loss being that of the starting
-       weights on the first 256 training rows;
+       weights on the first 64 training rows;
     3. the hidden layer is not dead: some hidden unit has a positive pre-activation
        ``X @ W1 + b1`` for some training row. A dead layer passes no gradient, so
        ``b1`` (not regularized) stays bitwise the same through an epoch; only then
@@ -57,12 +60,13 @@ class DivergenceCheck:
         self.X, self.lr = X, lr
         n_classes = params[2].shape[1]
         with np.errstate(all="ignore"):
-            logits = reference.forward(_dense_rows(X, 0, _SAMPLE_ROWS), params)[2]
+            pre, _, logits = reference.forward(_dense_rows(X, 0, _SAMPLE_ROWS), params)
             start = float(-np.mean(np.log(reference.softmax(logits))[np.arange(len(logits)),
                                                                       y[:_SAMPLE_ROWS]]))
+            alive = bool((pre > 0).any())   # a unit positive on the sample: no scan needed
         self.loss_limit = EXPLOSION_FACTOR * max(start if math.isfinite(start) else 0.0,
                                                  math.log(max(n_classes, 2)))
-        self.watch_dead_layer = not hidden_layer_dead(X, params[0], params[1])
+        self.watch_dead_layer = alive or not hidden_layer_dead(X, params[0], params[1])
         self._b1 = params[1].copy()
 
     def after_epoch(self, epoch, mean_loss, params, lr=None):

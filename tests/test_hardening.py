@@ -325,6 +325,23 @@ def test_hidden_layer_dead_scans_every_row():
     assert (X @ W1 + b1 > 0).sum() >= 1
 
 
+def test_divergence_check_watches_a_layer_alive_beyond_its_sample():
+    # The check's sample (its first rows) settles "alive" when a unit is positive there;
+    # otherwise every row is scanned, so a layer alive only in the last row is watched,
+    # and one dead on every row is not (dead from the start is no divergence).
+    from fastmlp._divergence import _SAMPLE_ROWS, DivergenceCheck
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 4))
+    y = rng.integers(0, 3, size=300)
+    W1, W2, b2 = rng.standard_normal((4, 6)), rng.standard_normal((6, 3)), np.zeros(3)
+    dead_b1 = np.full(6, -100.0)
+    assert not DivergenceCheck(X, y, (W1, dead_b1, W2, b2), lr=0.1).watch_dead_layer
+    X[-1] = 1000 * np.sign(W1[:, 2])   # alive in the last row only, far past the sample
+    assert len(X) > 4 * _SAMPLE_ROWS
+    assert DivergenceCheck(X, y, (W1, dead_b1, W2, b2), lr=0.1).watch_dead_layer
+    assert DivergenceCheck(X, y, (W1, np.zeros(6), W2, b2), lr=0.1).watch_dead_layer
+
+
 def test_dead_at_the_start_is_no_divergence():
     X = np.zeros((20, 4))  # every pre-activation is 0: the layer is dead from the start
     y = np.arange(20) % 2

@@ -601,6 +601,7 @@ def test_fit_multiplies_with_numpy_only_while_blas_holds_one_thread(blas_at_two,
     monkeypatch.setattr(_divergence, "hidden_layer_dead", recording(_divergence.hidden_layer_dead))
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((300, 6)), rng.integers(0, 3, size=300)
+    X[:100] = 0   # no hidden unit positive on the check's sample rows: the scan runs too
     fastmlp.fit(X, y, hidden=16, epochs=2, batch_size=32, lr=0.01)
     assert [name for name, _ in seen] == ["forward", "hidden_layer_dead"]
     assert all(n == 1 for _, threads in seen for n in threads.values()), seen
