@@ -18,9 +18,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from . import reference
 from ._fit import fit as _fit
-from ._model import MLPModel
-from ._validation import check_bool
+from ._model import MLPModel, logits_in_blocks
+from ._validation import check_bool, check_features
 
 _SPARSE = ("csr", "csc")
 # What sklearn's validate_data checks of X here: its dtype, layout and the sparse
@@ -273,17 +274,21 @@ n_iter_no_change, tol, class_weight
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
-        X = self._checked(X)
-        return self.to_model().predict_proba(X)
+        return reference.softmax(self._logits(X))
 
     def predict(self, X):
         """The most probable class of each row (a label from ``classes_``)."""
-        X = self._checked(X)
-        return self.to_model().predict(X)
+        index = np.argmax(self._logits(X), axis=1)   # checks that the model is fitted
+        return self.classes_[index]
 
-    def _checked(self, X):
+    def _logits(self, X):
+        """The network's logits for ``X``, as :meth:`MLPModel.decision_function` gives them,
+        from the fitted weights directly: no model is made per call (that validated the
+        weights and read ``get_params`` every time, 0.55 ms of a 0.6 ms one-row predict)."""
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=self.W1_.dtype, **_VALIDATE)
+        X = validate_data(self, X, reset=False, dtype=self.W1_.dtype, **_VALIDATE)
+        X = check_features(X, "X", self.W1_.dtype, n_features=self.W1_.shape[0], accept_sparse=True)
+        return logits_in_blocks(X, self._weights())
 
     def to_model(self):
         """The fitted network as an :class:`fastmlp.MLPModel` (shares the weight arrays).

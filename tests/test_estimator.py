@@ -204,3 +204,20 @@ def test_X_beyond_float32_names_the_range_and_the_fix(digits):
         MLPClassifier(hidden=16, epochs=1, dtype="float32").fit(Xbig, y)
     clf = MLPClassifier(hidden=16, epochs=1, dtype="float64").fit(Xbig / 1e38, y)
     assert clf.W1_.dtype == np.float64
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_predictions_are_those_of_the_model_it_exports(digits, sparse):
+    # The estimator predicts from its weights directly; its model (to_model) must give
+    # the same outputs to the bit, labels mapped through classes_.
+    from scipy.sparse import csr_matrix
+    X, y, X_test, y_test = digits
+    labels = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    clf = MLPClassifier(hidden=16, epochs=2, random_state=0).fit(X, labels[y])
+    model = clf.to_model()
+    Xq = csr_matrix(X_test) if sparse else X_test
+    assert_array_equal(clf.predict_proba(Xq), model.predict_proba(Xq))
+    assert_array_equal(clf.predict(Xq), model.predict(Xq))
+    assert clf.predict(Xq).dtype == labels.dtype
+    assert clf.score(Xq, labels[y_test]) == model.score(Xq, labels[y_test])
+    assert_array_equal(clf.predict(Xq[:1]), model.predict(Xq[:1]))
