@@ -165,7 +165,7 @@ n_iter_no_change, tol, class_weight
                 raise ValueError(f"hidden={self.hidden!r} but the fitted network has {self.W1_.shape[1]} "
                                  f"hidden units, so training cannot continue from it; set hidden back, "
                                  f"or refit from scratch (warm_start=False, or a fresh estimator)")
-            init = MLPModel(*(w.astype(X.dtype) for w in self._weights()))
+            init = MLPModel(*(w.astype(X.dtype, copy=False) for w in self._weights()))  # fit copies init
             init.state = self._state
         model = _fit(X, y_encoded, hidden=self.hidden, epochs=epochs, batch_size=self.batch_size,
                      lr=self.lr, reg=self.reg, n_classes=len(self.classes_), seed=rng,

@@ -221,3 +221,20 @@ def test_predictions_are_those_of_the_model_it_exports(digits, sparse):
     assert clf.predict(Xq).dtype == labels.dtype
     assert clf.score(Xq, labels[y_test]) == model.score(Xq, labels[y_test])
     assert_array_equal(clf.predict(Xq[:1]), model.predict(Xq[:1]))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_continued_training_leaves_the_previous_weight_arrays_as_they_were(digits, momentum):
+    # partial_fit and warm starts hand the fitted arrays to fit as its init, without a
+    # copy: fit must train in copies of its own, so arrays a caller kept stay as they were.
+    X, y, _, _ = digits
+    clf = MLPClassifier(hidden=16, epochs=1, random_state=0, momentum=momentum, warm_start=True)
+    clf.partial_fit(X, y, classes=np.arange(10))
+    for step in (lambda: clf.partial_fit(X, y), lambda: clf.fit(X, y)):
+        kept = (clf.W1_, clf.b1_, clf.W2_, clf.b2_)
+        snap = [w.copy() for w in kept]
+        step()
+        for before, was, now in zip(kept, snap, (clf.W1_, clf.b1_, clf.W2_, clf.b2_)):
+            assert_array_equal(before, was)
+            assert not np.shares_memory(before, now)
+        assert not np.array_equal(clf.W1_, snap[0])
