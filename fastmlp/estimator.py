@@ -26,9 +26,8 @@ from ._validation import check_bool, check_features
 _SPARSE = ("csr", "csc")
 # What sklearn's validate_data checks of X here: its dtype, layout and the sparse
 # formats fastmlp reads. Not finiteness: fastmlp's own check (check_features, in fit
-# and in MLPModel's predictions) finds NaN and infinity and names the fix, so a
-# second pass over X by sklearn would only cost time (7% of a partial_fit call of
-# 2580 MNIST rows).
+# and in the predictions) finds NaN and infinity and names the fix, so a second pass
+# over X by sklearn would only cost time (7-10% of a partial_fit call of 2580 MNIST rows).
 _VALIDATE = dict(order="C", accept_sparse=_SPARSE, ensure_all_finite=False)
 
 
@@ -284,7 +283,7 @@ n_iter_no_change, tol, class_weight
     def _logits(self, X):
         """The network's logits for ``X``, as :meth:`MLPModel.decision_function` gives them,
         from the fitted weights directly: no model is made per call (that validated the
-        weights and read ``get_params`` every time, 0.55 ms of a 0.6 ms one-row predict)."""
+        weights and read ``get_params`` every time, about half of a one-row predict's time)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=self.W1_.dtype, **_VALIDATE)
         X = check_features(X, "X", self.W1_.dtype, n_features=self.W1_.shape[0], accept_sparse=True)
