@@ -16,7 +16,7 @@ from ._controls import Controls, TrainingState, sample_weights, validation_split
 from ._model import MLPModel, logits_in_blocks
 from ._blas import BlasThreads, rows_in_place_bytes, step_products
 from ._plot import check_plot_path
-from ._threads import aligned_copy, aligned_empty, default_threads, n_slices
+from ._threads import aligned_copy, aligned_empty, n_slices
 from ._validation import (
     check_bool,
     check_features,
@@ -38,32 +38,13 @@ SPARSE_BLOCK_ROWS = 4096
 # choice's measurements made (a fresh choice tries both thread counts first, which in
 # an epoch of a few segments is a good part of it). Measured, MLPClassifier.partial_fit
 # with one epoch of 2580 MNIST rows per call (seed shape): 12% less time per call;
-# 5-epoch fits 4-7% less. The pool also keeps predict_logits' predictors, by shape.
+# 5-epoch fits 4-7% less.
 # At most POOLED_TRAINERS are kept, the most recently used, each holding at most
 # POOLED_TRAINER_BYTES (a full-batch fit's buffers are not kept).
 POOLED_TRAINERS = 4
 POOLED_TRAINER_BYTES = 16 * 2**20
 _pool_lock = threading.Lock()
-_pooled = {}   # key -> Trainer (fits) or _sgd.Predictor (predictions), least recently returned first
-
-
-def _take_pooled(key):
-    """The pooled object of ``key``, out of the pool (None if there is none): each is
-    used by one caller at a time."""
-    with _pool_lock:
-        return _pooled.pop(key, None)
-
-
-def _keep_pooled(key, obj, nbytes):
-    """Keep ``obj`` (holding ``nbytes`` of scratch memory) for the next user of ``key``
-    (see POOLED_TRAINERS)."""
-    if nbytes > POOLED_TRAINER_BYTES:
-        return
-    with _pool_lock:
-        _pooled.pop(key, None)   # an idle one of the same key (two users at once) goes
-        _pooled[key] = obj       # last: the most recently used
-        while len(_pooled) > POOLED_TRAINERS:
-            del _pooled[next(iter(_pooled))]
+_pooled = {}   # arguments -> Trainer, least recently returned first
 
 
 def _take_trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads):
@@ -73,8 +54,9 @@ def _take_trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_t
     if backend != "cython":
         return Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_threads)
     slices = n_slices(n_threads, hidden)
-    key = ("fit", batch_size, n_features, hidden, n_classes, np.dtype(dtype).name, slices)
-    trainer = _take_pooled(key)
+    key = (batch_size, n_features, hidden, n_classes, np.dtype(dtype).name, slices)
+    with _pool_lock:
+        trainer = _pooled.pop(key, None)
     if trainer is None:   # n_threads=slices: the count resolved once, the key's
         trainer = Trainer(backend, batch_size, n_features, hidden, n_classes, dtype, slices)
         trainer.pool_key = key
@@ -84,48 +66,13 @@ def _take_trainer(backend, batch_size, n_features, hidden, n_classes, dtype, n_t
 def _return_trainer(trainer):
     """Keep a trainer whose fit is over for the next fit of its shape (see POOLED_TRAINERS)."""
     key = getattr(trainer, "pool_key", None)
-    if key is not None:
-        _keep_pooled(key, trainer, trainer.workspace.nbytes)
-
-
-#: Rows per block of a prediction on fastmlp's threads (``_sgd.Predictor``), and per
-#: call of the compiled forward pass (between calls Ctrl-C gets through).
-PREDICT_BLOCK_ROWS = 64
-PREDICT_CALL_ROWS = 4096
-
-
-def predict_logits(X, weights):
-    """The logits ``relu(X @ W1 + b1) @ W2 + b2`` of validated ``X`` (an array or CSR
-    matrix of the weights' dtype) for ``weights = (W1, b1, W2, b2)``.
-
-    A dense ``X`` goes through the compiled forward pass on fastmlp's threads
-    (``_sgd.predict_logits``; blocks of 4096 rows per call, so Ctrl-C and interpreter
-    exit wait for one at most), which agrees with the NumPy reference to rounding and
-    gives the same bits on any number of threads; BLAS is held to one thread
-    meanwhile, so its idle threads are not left spinning on the cores afterwards (they
-    slowed a fit started right after by 1.2-1.4x). A sparse ``X`` goes through
-    :func:`fastmlp._model.logits_in_blocks` (NumPy, a block made dense at a time).
-    """
-    if issparse(X):
-        return logits_in_blocks(X, weights)
-    from . import _sgd
-    W1, b1, W2, b2 = weights
-    n_features, hidden = W1.shape
-    n_classes = W2.shape[1]
-    threads = default_threads()
-    key = ("predict", n_features, hidden, n_classes, X.dtype.name, threads)
-    predictor = _take_pooled(key)
-    if predictor is None:
-        columns, kernels = step_products(PREDICT_BLOCK_ROWS, n_features, hidden, X.dtype.itemsize)
-        predictor = _sgd.Predictor(PREDICT_BLOCK_ROWS, n_features, hidden, n_classes, X.dtype,
-                                   max_threads=threads, gemm_columns=columns, small_gemm=kernels)
-    out = np.empty((X.shape[0], n_classes), dtype=X.dtype)
-    with BlasThreads.shared().single():
-        for start in range(0, X.shape[0], PREDICT_CALL_ROWS):
-            stop = start + PREDICT_CALL_ROWS
-            _sgd.predict_logits(X[start:stop], W1, b1, W2, b2, predictor, out[start:stop])
-    _keep_pooled(key, predictor, predictor.nbytes)
-    return out
+    if key is None or trainer.workspace.nbytes > POOLED_TRAINER_BYTES:
+        return
+    with _pool_lock:
+        _pooled.pop(key, None)   # an idle one of the same key (two fits ran at once) goes
+        _pooled[key] = trainer   # last: the most recently used
+        while len(_pooled) > POOLED_TRAINERS:
+            del _pooled[next(iter(_pooled))]
 
 
 def release_trainers():

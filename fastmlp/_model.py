@@ -95,14 +95,11 @@ class MLPModel:
     def decision_function(self, X):
         """Logits ``relu(X @ W1 + b1) @ W2 + b2``, shape (n_samples, n_classes).
 
-        Computed by fastmlp's compiled forward pass on its threads, in blocks of rows
-        (so memory stays bounded for large ``X``), each row's logits the same bits on
-        any number of threads; they agree with :func:`fastmlp.reference.forward` to
-        rounding. A scipy.sparse ``X`` goes through NumPy, made dense a block at a time.
+        Computed in blocks of rows, so memory stays bounded for large ``X``; a
+        scipy.sparse ``X`` is made dense a block at a time.
         """
-        from ._fit import predict_logits  # (_fit imports this module)
         X = check_features(X, "X", self.dtype, n_features=self.n_features, accept_sparse=True)
-        return predict_logits(X, (self.W1, self.b1, self.W2, self.b2))
+        return logits_in_blocks(X, (self.W1, self.b1, self.W2, self.b2))
 
     def predict_proba(self, X):
         """Class probabilities ``softmax(logits)``, shape (n_samples, n_classes); rows sum to 1."""

@@ -20,8 +20,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import reference
 from ._fit import fit as _fit
-from ._fit import predict_logits
-from ._model import MLPModel
+from ._model import MLPModel, logits_in_blocks
 from ._validation import check_bool, check_features
 
 _SPARSE = ("csr", "csc")
@@ -288,7 +287,7 @@ n_iter_no_change, tol, class_weight
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=self.W1_.dtype, **_VALIDATE)
         X = check_features(X, "X", self.W1_.dtype, n_features=self.W1_.shape[0], accept_sparse=True)
-        return predict_logits(X, self._weights())
+        return logits_in_blocks(X, self._weights())
 
     def to_model(self):
         """The fitted network as an :class:`fastmlp.MLPModel` (shares the weight arrays).

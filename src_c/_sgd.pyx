@@ -93,8 +93,8 @@ from _kernels cimport (
     sum_shares,
 )
 
-__all__ = ["THREADS", "Predictor", "Workspace", "forward_logits", "predict_logits", "sgd_epoch",
-           "shutdown", "thread_limit", "set_thread_limit"]
+__all__ = ["THREADS", "Workspace", "forward_logits", "sgd_epoch", "shutdown", "thread_limit",
+           "set_thread_limit"]
 
 
 cdef extern from "Python.h":
@@ -372,20 +372,6 @@ cdef int isa_for_slices(int isa, int itemsize, Py_ssize_t slice_width):
     return isa if width and slice_width % width == 0 else 0
 
 
-cdef team* usable_team(team** slot, int members) except NULL:
-    """The team at *slot, made on first use (its threads started for `members`), and
-    made anew in a forked child, where the parent's has no threads."""
-    if slot[0] != NULL and not team_usable(slot[0]):
-        slot[0] = NULL        # the parent's: no threads here; leave it alone
-    if slot[0] == NULL:
-        slot[0] = team_new()
-        if slot[0] == NULL:
-            raise MemoryError("cannot allocate fastmlp's thread team")
-        if members > 1:
-            team_grow(slot[0], members)
-    return slot[0]
-
-
 def member_buffers(members, shape, dtype):
     """An array (*members, *shape) (``members``: an int or a tuple of them), C-contiguous
     within each block of ``shape``, every block starting on a cache line (so no two
@@ -590,10 +576,18 @@ cdef class Workspace:
             raise ValueError("workspace was made for other sizes or another dtype")
 
     cdef team* ready_team(self) except NULL:
-        """The team, made on first use, and made anew in a forked child. Its threads
-        start at once, so the first timed segment of the team does not include
-        starting them."""
-        return usable_team(&self.team, self.team_members() if self.choice.team_members > 1 else 1)
+        """The team, made on first use, and made anew in a forked child."""
+        if self.team != NULL and not team_usable(self.team):
+            self.team = NULL        # the parent's: no threads here; leave it alone
+        if self.team == NULL:
+            self.team = team_new()
+            if self.team == NULL:
+                raise MemoryError("cannot allocate fastmlp's thread team")
+            # Start the threads now, so the first timed segment of the team does not
+            # include starting them.
+            if self.choice.team_members > 1:
+                team_grow(self.team, self.team_members())
+        return self.team
 
     cdef int team_members(self):
         """Members of the threaded mode, within the thread limit."""
@@ -988,25 +982,16 @@ cdef int raise_pending() except -1:
 
 cdef Network network(Workspace ws, const floating[:, ::1] W1, const floating[::1] b1,
                      const floating[:, ::1] W2, const floating[::1] b2):
-    """The weights as raw pointers (written through only by the training step), split
-    as the workspace says."""
-    return weights_network(ws.n_slices, ws.gemm_columns, ws.small_gemm_isa, ws.momentum_isa,
-                           W1, b1, W2, b2)
-
-
-cdef Network weights_network(Py_ssize_t n_slices, Py_ssize_t gemm_columns, int isa, int momentum_isa,
-                             const floating[:, ::1] W1, const floating[::1] b1,
-                             const floating[:, ::1] W2, const floating[::1] b2):
-    """The weights as raw pointers in n_slices slices, the products as given (see Network)."""
+    """The weights as raw pointers (written through only by the training step)."""
     cdef Network net
     net.D = W1.shape[0]
     net.H = W1.shape[1]
     net.C = W2.shape[1]
-    net.S = n_slices
+    net.S = ws.n_slices
     net.Hs = net.H // net.S
-    net.Wc = gemm_columns
-    net.isa = isa
-    net.momentum_isa = momentum_isa
+    net.Wc = ws.gemm_columns
+    net.isa = ws.small_gemm_isa
+    net.momentum_isa = ws.momentum_isa
     net.W1 = <void*> &W1[0, 0]
     net.W1_step = net.Hs
     net.ld1 = net.H
@@ -1322,158 +1307,4 @@ def forward_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const fl
     cdef int members = workspace.team_members() if workspace.choice.mode else 1
     with nogil:
         team_run(a.team, members, task, &a)
-    return np.asarray(out)
-
-
-# ------------------------------------------------------------------ predictions
-
-cdef extern from *:
-    """
-    /* The next block of rows for a predicting thread: each block goes to one thread. */
-    static inline Py_ssize_t fastmlp_claim_block(Py_ssize_t *next) {
-        return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
-    }
-    """
-    Py_ssize_t fastmlp_claim_block(Py_ssize_t* next) nogil
-
-
-cdef struct RowsArgs:
-    Network net                       # one slice of all H units, read only
-    const void* X
-    Py_ssize_t N, B, n_blocks
-    Py_ssize_t next_block             # claimed with fastmlp_claim_block
-    void* hidden                      # each member's (B, H), member_stride apart
-    Py_ssize_t member_stride
-    void* out
-
-
-cdef inline void forward_rows(RowsArgs* a, int member, int n_members, floating* tag) noexcept nogil:
-    """out := relu(X W1 + b1) W2 + b2, a block of B rows at a time: each member claims
-    the next block until none is left, and computes its logits whole (slice_forward
-    on the one slice of every hidden unit, straight into its rows of out)."""
-    cdef Py_ssize_t block, start, D = a.net.D, C = a.net.C
-    cdef floating* R = <floating*> a.hidden + member * a.member_stride
-    block = fastmlp_claim_block(&a.next_block)
-    while block < a.n_blocks:
-        start = block * a.B
-        slice_forward(&a.net, <const floating*> a.X + start * D, NULL, min(a.B, a.N - start), 0, 1,
-                      R, <floating*> a.out + start * C)
-        block = fastmlp_claim_block(&a.next_block)
-
-
-cdef void forward_rows_f64(void* args, int member, int n_members) noexcept nogil:
-    forward_rows(<RowsArgs*> args, member, n_members, <double*> NULL)
-
-
-cdef void forward_rows_f32(void* args, int member, int n_members) noexcept nogil:
-    forward_rows(<RowsArgs*> args, member, n_members, <float*> NULL)
-
-
-cdef class Predictor:
-    """Scratch memory and a thread team for a network's logits (``predict_logits``),
-    made once and kept for the next predictions of the same shape.
-
-    The rows go in blocks of ``block_rows``. A thread that is free takes the next
-    block and computes its logits whole, all hidden units as one slice, so each
-    row's logits are the same bits whichever thread, and however many threads,
-    computed them. On a busy machine a thread that the OS holds back takes fewer
-    blocks; no thread ever waits for another in the middle.
-
-    Parameters
-    ----------
-    block_rows, n_features, n_hidden, n_classes : int
-    dtype : float32 or float64
-    max_threads : int, default 1
-        Threads at most (1 in a build without threads). The thread limit set through
-        threadpoolctl (``thread_limit``) applies at each call too.
-    gemm_columns : int, optional
-        Column block of the product by W1 where BLAS does it (default: all columns).
-    small_gemm : bool or int, default False
-        The product by W1 with fastmlp's unpacked kernels where the CPU has them and
-        ``n_hidden`` is a multiple of their tile (as ``Workspace``'s).
-    """
-    cdef readonly object hidden            # (max_threads, block_rows, n_hidden): R per member
-    cdef readonly Py_ssize_t n_features, n_classes, gemm_columns
-    cdef readonly int small_gemm_isa, max_threads
-    cdef team* team
-
-    def __cinit__(self):
-        self.team = NULL
-
-    def __init__(self, Py_ssize_t block_rows, Py_ssize_t n_features, Py_ssize_t n_hidden,
-                 Py_ssize_t n_classes, dtype, int max_threads=1, gemm_columns=None, small_gemm=False):
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        for name, value in (("block_rows", block_rows), ("n_features", n_features),
-                            ("n_hidden", n_hidden), ("n_classes", n_classes), ("max_threads", max_threads)):
-            if not 1 <= value < 2**31:
-                raise ValueError(f"{name} must be in [1, 2**31), got {value}")
-        self.max_threads = max_threads if THREADS else 1
-        self.gemm_columns = n_hidden if gemm_columns is None else min(max(int(gemm_columns), 1), n_hidden)
-        self.small_gemm_isa = isa_for_slices(requested_isa(small_gemm), dtype.itemsize, n_hidden)
-        self.hidden = member_buffers(self.max_threads, (block_rows, n_hidden), dtype)
-        self.n_features, self.n_classes = n_features, n_classes
-
-    def __dealloc__(self):
-        team_free(self.team)
-
-    @property
-    def block_rows(self):
-        return self.hidden.shape[1]
-
-    @property
-    def nbytes(self):
-        """Bytes of the scratch memory it holds."""
-        return self.hidden.nbytes
-
-
-def predict_logits(const floating[:, ::1] X, const floating[:, ::1] W1, const floating[::1] b1,
-                   const floating[:, ::1] W2, const floating[::1] b2, Predictor predictor,
-                   floating[:, ::1] out):
-    """out := relu(X @ W1 + b1) @ W2 + b2 on the predictor's threads (see ``Predictor``).
-
-    The weights and X are only read. fastmlp's own products call BLAS from each
-    thread: the caller keeps BLAS single-threaded meanwhile.
-
-    Parameters
-    ----------
-    X : ndarray (N, D); W1 (D, H), b1 (H,), W2 (H, C), b2 (C,) : ndarrays of one dtype
-    predictor : Predictor
-        Of these sizes and dtype.
-    out : ndarray (N, C), written.
-
-    Returns
-    -------
-    out
-    """
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], H = W1.shape[1], C = W2.shape[1]
-    if (W1.shape[0] != D or b1.shape[0] != H or W2.shape[0] != H or b2.shape[0] != C
-            or out.shape[0] != N or out.shape[1] != C):
-        raise ValueError("shapes do not fit: need X (N, D), W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), out (N, C)")
-    if (predictor.n_features != D or predictor.hidden.shape[2] != H or predictor.n_classes != C
-            or predictor.hidden.dtype != np.asarray(W1).dtype):
-        raise ValueError("predictor was made for other sizes or another dtype")
-    if N == 0:
-        return np.asarray(out)
-    cdef floating[:, :, :] R = predictor.hidden
-    cdef RowsArgs a
-    a.net = weights_network(1, predictor.gemm_columns, predictor.small_gemm_isa, 0, W1, b1, W2, b2)
-    a.X = &X[0, 0]
-    a.N = N
-    a.B = R.shape[1]
-    a.n_blocks = (N + a.B - 1) // a.B
-    a.next_block = 0
-    a.hidden = &R[0, 0, 0]
-    a.member_stride = R.strides[0] // sizeof(floating)
-    a.out = &out[0, 0]
-    cdef int members = <int> min(predictor.max_threads, a.n_blocks), limit = fastmlp_get_thread_limit()
-    if limit > 0:
-        members = min(members, limit)
-    cdef team* t = usable_team(&predictor.team, members)
-    cdef team_task task = forward_rows_f64 if floating is double else forward_rows_f32
-    with nogil:
-        fastmlp_running_add(1)    # interpreter exit waits for it (see shutdown)
-        team_run(t, members, task, &a)
-        fastmlp_running_add(-1)
     return np.asarray(out)

@@ -1110,7 +1110,7 @@ def test_a_fit_takes_the_pooled_trainer_of_its_shape_and_trains_as_a_new_one(emp
     first = _small_fit(n_threads=2)
     assert len(empty_pool) == 1
     (key, trainer), = empty_pool.items()
-    assert key == ("fit", 10, 9, 16, 3, "float64", 2)
+    assert key == (10, 9, 16, 3, "float64", 2)
     again = _small_fit(n_threads=2)
     assert list(empty_pool.items()) == [(key, trainer)]   # the same trainer, back again
     monkeypatch.setattr(fastmlp._fit, "POOLED_TRAINERS", 0)
@@ -1143,7 +1143,7 @@ def test_the_pool_keys_on_the_slice_count_not_on_n_threads(empty_pool, monkeypat
 def test_the_pool_keeps_the_last_few_small_trainers(empty_pool, monkeypatch):
     for hidden in (8, 16, 24, 32, 40, 48):
         _small_fit(hidden=hidden, n_threads=1)
-    assert [key[3] for key in empty_pool] == [16, 24, 32, 40, 48][-fastmlp._fit.POOLED_TRAINERS:]
+    assert [key[2] for key in empty_pool] == [16, 24, 32, 40, 48][-fastmlp._fit.POOLED_TRAINERS:]
     trainer = next(iter(empty_pool.values()))
     assert 0 < trainer.workspace.nbytes <= fastmlp._fit.POOLED_TRAINER_BYTES
     fastmlp._fit.release_trainers()
@@ -1206,141 +1206,3 @@ def test_a_fork_child_fits_while_the_parent_holds_the_pool_lock():
         print("ok")
     """, timeout=90)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
-
-
-# ------------------------------------------------- 11. predictions on fastmlp's threads
-
-def _network(rng, D, H, C, dtype):
-    return (rng.standard_normal((D, H)).astype(dtype) * 0.1, rng.standard_normal(H).astype(dtype) * 0.1,
-            rng.standard_normal((H, C)).astype(dtype) * 0.3, rng.standard_normal(C).astype(dtype))
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("H", [128, 40, 13])      # whole kernel tiles (where the CPU has them), and not
-@pytest.mark.parametrize("N", [1, 63, 64, 65, 300])
-def test_predictor_matches_the_reference_with_the_same_bits_on_any_threads(dtype, H, N, tol):
-    rng = np.random.default_rng(N + H)
-    X = rng.standard_normal((N, 24)).astype(dtype)
-    weights = _network(rng, 24, H, 5, dtype)
-    expected = reference.forward(X.astype(np.float64), tuple(w.astype(np.float64) for w in weights))[2]
-    results = []
-    for threads in (1, 2, 3):
-        predictor = _sgd.Predictor(64, 24, H, 5, dtype, max_threads=threads, small_gemm=True)
-        out = np.full((N, 5), np.nan, dtype=dtype)
-        with _blas.BlasThreads.shared().single():
-            _sgd.predict_logits(X, *weights, predictor, out)
-        assert_allclose(out, expected, **tol(dtype, max(1.0, np.max(np.abs(expected)))))
-        results.append(out)
-    assert all(np.array_equal(results[0], r) for r in results[1:])
-    if H == 13:
-        assert predictor.small_gemm_isa == 0       # no whole tile: BLAS
-
-
-def test_predictor_refuses_other_shapes():
-    rng = np.random.default_rng(0)
-    weights = _network(rng, 6, 8, 3, np.float64)
-    X = rng.standard_normal((5, 6))
-    with pytest.raises(ValueError, match="other sizes or another dtype"):
-        _sgd.predict_logits(X, *weights, _sgd.Predictor(64, 6, 16, 3, np.float64), np.empty((5, 3)))
-    with pytest.raises(ValueError, match="shapes do not fit"):
-        _sgd.predict_logits(X, *weights, _sgd.Predictor(64, 6, 8, 3, np.float64), np.empty((4, 3)))
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_model_predictions_go_through_the_compiled_forward_and_agree_with_numpy(dtype, tol, empty_pool,
-                                                                               blas_at_two, monkeypatch):
-    # A model's logits come from the compiled forward pass, BLAS held at one thread
-    # meanwhile (its idle threads would spin on the cores afterwards), in calls of at most
-    # PREDICT_CALL_ROWS rows; they agree with the NumPy path to rounding, and the
-    # predictor is pooled for the next prediction of the shape.
-    from fastmlp import _fit
-    from fastmlp._model import logits_in_blocks
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((700, 12)).astype(dtype)
-    model = fastmlp.MLPModel(*_network(rng, 12, 32, 4, dtype))
-    calls = []
-    original = _sgd.predict_logits
-
-    def recording(X, *args):
-        calls.append((X.shape[0], _blas_threads()))
-        return original(X, *args)
-
-    monkeypatch.setattr(_sgd, "predict_logits", recording)
-    monkeypatch.setattr(_fit, "PREDICT_CALL_ROWS", 256)
-    logits = model.decision_function(X)
-    assert [n for n, _ in calls] == [256, 256, 188]
-    assert all(n == 1 for _, threads in calls for n in threads.values()), calls
-    assert _blas_threads() == blas_at_two
-    numpy = logits_in_blocks(X, (model.W1, model.b1, model.W2, model.b2))
-    assert_allclose(logits, numpy, **tol(np.dtype(dtype), max(1.0, np.max(np.abs(numpy)))))
-    (key, predictor), = empty_pool.items()
-    assert key[0] == "predict"
-    model.predict_proba(X[:5])
-    assert next(iter(empty_pool.values())) is predictor and len(calls) == 4
-    from scipy.sparse import csr_matrix
-    sparse = model.decision_function(csr_matrix(X))
-    assert np.array_equal(sparse, numpy)            # CSR: the NumPy path, a block made dense at a time
-    assert len(calls) == 4
-
-
-def test_predictions_in_two_threads_at_once(empty_pool):
-    # Two threads predicting with one model at once each get a predictor of their own
-    # (a predictor leaves the pool while in use) and their own, right, logits.
-    rng = np.random.default_rng(2)
-    model = fastmlp.MLPModel(*_network(rng, 30, 64, 6, np.float64))
-    inputs = [rng.standard_normal((3000, 30)) for _ in range(2)]
-    expected = [model.decision_function(X) for X in inputs]
-    barrier, results = threading.Barrier(2), [None, None]
-
-    def predict(i):
-        barrier.wait()
-        results[i] = [model.decision_function(inputs[i]) for _ in range(20)]
-
-    threads = [threading.Thread(target=predict, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    for got, want in zip(results, expected):
-        assert all(np.array_equal(g, want) for g in got)
-
-
-def test_predictions_in_a_fork_child_after_predicting_in_the_parent():
-    # The pooled predictor's team has no threads in a forked child: it starts anew there,
-    # with the parent's bits.
-    proc = _run_python("""
-        import multiprocessing as mp, numpy as np, fastmlp
-        rng = np.random.default_rng(0)
-        model = fastmlp.MLPModel(rng.standard_normal((20, 64)), rng.standard_normal(64),
-                                 rng.standard_normal((64, 3)), rng.standard_normal(3))
-        X = rng.standard_normal((5000, 20))
-
-        def job(_):
-            return model.decision_function(X)
-
-        parent = job(0)                      # the parent's predictor and team
-        with mp.get_context("fork").Pool(2) as pool:
-            children = pool.map(job, range(2), chunksize=1)
-        assert all(np.array_equal(c, parent) for c in children)
-        print("ok")
-    """, timeout=90)
-    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
-
-
-def test_interpreter_exit_while_a_daemon_thread_predicts():
-    proc = _run_python("""
-        import sys, threading, time, numpy as np, fastmlp
-        rng = np.random.default_rng(0)
-        model = fastmlp.MLPModel(rng.standard_normal((300, 256)), rng.standard_normal(256),
-                                 rng.standard_normal((256, 10)), rng.standard_normal(10))
-        X = rng.standard_normal((20000, 300))
-        started = threading.Event()
-        def predict():
-            started.set()
-            while True:
-                model.predict(X)
-        threading.Thread(target=predict, daemon=True).start()
-        started.wait(); time.sleep(0.3)
-        sys.exit(3)
-    """, timeout=60)
-    assert proc.returncode == 3, (proc.returncode, proc.stderr[-2000:])
