@@ -18,6 +18,14 @@ HISTORY_KEYS = ("loss", "train_acc", "test_acc", "test_epoch", "val_acc", "lr")
 _PREDICT_BLOCK = 4096  # rows per block in predict: large GEMMs, bounded memory
 
 
+def checked_logits(X, weights):
+    """The network's logits for ``X`` (array-like or scipy.sparse), checked first: made
+    ``W1``'s dtype (an overflow named as such), finite, with ``W1``'s features."""
+    W1 = weights[0]
+    X = check_features(X, "X", W1.dtype, n_features=W1.shape[0], accept_sparse=True)
+    return logits_in_blocks(X, weights)
+
+
 def logits_in_blocks(X, weights):
     """The network's logits for the rows of ``X`` (an array or a sparse CSR matrix),
     computed a block of rows at a time (large products, bounded memory) with
@@ -98,8 +106,7 @@ class MLPModel:
         Computed in blocks of rows, so memory stays bounded for large ``X``; a
         scipy.sparse ``X`` is made dense a block at a time.
         """
-        X = check_features(X, "X", self.dtype, n_features=self.n_features, accept_sparse=True)
-        return logits_in_blocks(X, (self.W1, self.b1, self.W2, self.b2))
+        return checked_logits(X, (self.W1, self.b1, self.W2, self.b2))
 
     def predict_proba(self, X):
         """Class probabilities ``softmax(logits)``, shape (n_samples, n_classes); rows sum to 1."""

@@ -102,12 +102,8 @@ def refuse_non_finite(name, dtype, given=None):
     if given is not None and given.dtype.kind == "f" and all_finite(given):
         raise ValueError(f"{name} holds values too large for {dtype.name} "
                          f"(|x| > {np.finfo(dtype).max:.3g}); use dtype=float64 or rescale {name}")
-    beyond = ""
-    if dtype == np.float32:  # perhaps made float32 before (by MLPClassifier's validate_data)
-        beyond = (f"; or, if {name} was converted to float32, values beyond its range "
-                  f"(|x| > {np.finfo(np.float32).max:.3g}): use dtype=float64 or rescale {name}")
     raise ValueError(f"{name} contains NaN or infinity; remove or impute those values "
-                     f"(e.g. sklearn.impute.SimpleImputer){beyond}")
+                     f"(e.g. sklearn.impute.SimpleImputer)")
 
 
 def all_finite(arr, block_rows=4096):

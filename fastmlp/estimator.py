@@ -20,15 +20,17 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import reference
 from ._fit import fit as _fit
-from ._model import MLPModel, logits_in_blocks
-from ._validation import check_bool, check_features
+from ._model import MLPModel, checked_logits
+from ._validation import check_bool, resolve_dtype
 
 _SPARSE = ("csr", "csc")
-# What sklearn's validate_data checks of X here: its dtype, layout and the sparse
-# formats fastmlp reads. Not finiteness: fastmlp's own check (check_features, in fit
-# and in the predictions) finds NaN and infinity and names the fix, so a second pass
-# over X by sklearn would only cost time (7-10% of a partial_fit call of 2580 MNIST rows).
-_VALIDATE = dict(order="C", accept_sparse=_SPARSE, ensure_all_finite=False)
+# What sklearn's validate_data does with X here: feature names and counts, numbers only
+# (objects made float64; strings and complex refused), C order, the sparse formats
+# fastmlp reads. Not the float dtype nor finiteness: fastmlp's own check
+# (check_features, in fit and in checked_logits) converts X once, names an overflow
+# of float32 as such, refuses NaN and infinity with the fix; a second pass over X by
+# sklearn would only cost time (7-13% of a partial_fit call of 2580 MNIST rows).
+_VALIDATE = dict(dtype="numeric", order="C", accept_sparse=_SPARSE, ensure_all_finite=False)
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -132,9 +134,6 @@ n_iter_no_change, tol, class_weight
         return tags
 
     # ------------------------------------------------------------------ helpers
-    def _dtype(self):
-        return [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
-
     def _rng(self):
         """A Generator from ``random_state``; an int seeds it as fastmlp.fit's ``seed`` does."""
         rs = self.random_state
@@ -156,19 +155,20 @@ n_iter_no_change, tol, class_weight
                              f"the classes are {self.classes_.tolist()}")
         return {int(np.searchsorted(self.classes_, k)): w for k, w in zip(keys, self.class_weight.values())}
 
-    def _train(self, X, y_encoded, epochs, continuing, rng, sample_weight):
-        """Train ``epochs`` epochs, from the current weights and training state when ``continuing``."""
+    def _train(self, X, y_encoded, dtype, epochs, continuing, rng, sample_weight):
+        """Train ``epochs`` epochs in ``dtype``, from the current weights and training state
+        when ``continuing``."""
         init = None
         if continuing:
             if self.hidden != self.W1_.shape[1]:
                 raise ValueError(f"hidden={self.hidden!r} but the fitted network has {self.W1_.shape[1]} "
                                  f"hidden units, so training cannot continue from it; set hidden back, "
                                  f"or refit from scratch (warm_start=False, or a fresh estimator)")
-            init = MLPModel(*(w.astype(X.dtype, copy=False) for w in self._weights()))  # fit copies init
+            init = MLPModel(*(w.astype(dtype, copy=False) for w in self._weights()))  # fit copies init
             init.state = self._state
         model = _fit(X, y_encoded, hidden=self.hidden, epochs=epochs, batch_size=self.batch_size,
                      lr=self.lr, reg=self.reg, n_classes=len(self.classes_), seed=rng,
-                     shuffle=self.shuffle, init=init, dtype=X.dtype, backend=self.backend,
+                     shuffle=self.shuffle, init=init, dtype=dtype, backend=self.backend,
                      n_threads=self.n_threads, progress=self.progress, momentum=self.momentum,
                      nesterov=self.nesterov, lr_schedule=self.lr_schedule, power_t=self.power_t,
                      early_stopping=self.early_stopping, validation_fraction=self.validation_fraction,
@@ -217,7 +217,8 @@ n_iter_no_change, tol, class_weight
         self
         """
         continuing = check_bool(self.warm_start, "warm_start") and hasattr(self, "W1_")
-        X, y = validate_data(self, X, y, reset=not continuing, dtype=self._dtype(), **_VALIDATE)
+        X, y = validate_data(self, X, y, reset=not continuing, **_VALIDATE)
+        dtype = resolve_dtype(self.dtype, X)   # float32 X stays float32 with dtype=None
         check_classification_targets(y)
         sample_weight = self._sample_weight(sample_weight, X)
         classes = np.unique(y)
@@ -227,7 +228,7 @@ n_iter_no_change, tol, class_weight
                                  f"on {self.classes_.tolist()}; refit with warm_start=False")
         else:
             self.classes_ = classes
-        self._train(X, self._encode(y), self.epochs, continuing, self._rng(), sample_weight)
+        self._train(X, self._encode(y), dtype, self.epochs, continuing, self._rng(), sample_weight)
         return self
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -252,7 +253,8 @@ n_iter_no_change, tol, class_weight
         first = not hasattr(self, "W1_")
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
-        X, y = validate_data(self, X, y, reset=first, dtype=self._dtype(), **_VALIDATE)
+        X, y = validate_data(self, X, y, reset=first, **_VALIDATE)
+        dtype = resolve_dtype(self.dtype, X)
         check_classification_targets(y)
         if classes is not None and np.ndim(classes) != 1:
             raise ValueError(f"classes must be a 1-D list of every label, got shape {np.shape(classes)}")
@@ -268,7 +270,7 @@ n_iter_no_change, tol, class_weight
                                  f"{self.classes_.tolist()}")
             if not hasattr(self, "_partial_rng"):  # fitted by fit(): continue its stream afresh
                 self._partial_rng = self._rng()
-        self._train(X, self._encode(y), 1, not first, self._partial_rng, sample_weight)
+        self._train(X, self._encode(y), dtype, 1, not first, self._partial_rng, sample_weight)
         return self
 
     def predict_proba(self, X):
@@ -285,9 +287,7 @@ n_iter_no_change, tol, class_weight
         from the fitted weights directly: no model is made per call (that validated the
         weights and read ``get_params`` every time, about half of a one-row predict's time)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=self.W1_.dtype, **_VALIDATE)
-        X = check_features(X, "X", self.W1_.dtype, n_features=self.W1_.shape[0], accept_sparse=True)
-        return logits_in_blocks(X, self._weights())
+        return checked_logits(validate_data(self, X, reset=False, **_VALIDATE), self._weights())
 
     def to_model(self):
         """The fitted network as an :class:`fastmlp.MLPModel` (shares the weight arrays).
