@@ -293,7 +293,7 @@ def bench(args):
     from fastmlp import benchmark
 
     if args.repeat < 1:
-        raise ValueError(f"--repeat must be at least 1 (timed epochs per measurement), got {args.repeat}")
+        raise ValueError(f"--repeat must be at least 1 (rounds of timed epochs), got {args.repeat}")
     peers = benchmark.PEERS if not args.peers else tuple(args.peers)
     unknown = sorted(set(peers) - set(benchmark.PEERS))
     if unknown:
@@ -399,7 +399,8 @@ def build_parser():
     p.set_defaults(func=export)
 
     p = sub.add_parser("bench", help="time an epoch against NumPy, PyTorch, scikit-learn and JAX",
-                       description="Time one training epoch for fastmlp and its peers in this process. "
+                       description="Time one training epoch for fastmlp and its peers in this process, "
+                                   "the peers taking turns epoch by epoch. "
                                    "Unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the command to measure "
                                    "OpenBLAS's best kernels: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
                                    "fastmlp bench")
@@ -407,7 +408,8 @@ def build_parser():
     p.add_argument("--load", choices=["idle", "busy", "both"], default="both",
                    help="time on the machine as it is (idle), with one CPU-bound process per core "
                         "beside it, each held to its core (busy), or both (default)")
-    p.add_argument("--repeat", type=int, default=5, help="timed epochs per measurement (median)")
+    p.add_argument("--repeat", type=int, default=5,
+                   help="rounds of one epoch per peer (half as many at N=60000); the median counts")
     p.add_argument("--out", metavar="FOLDER",
                    help="also write results.md, results.csv and results.png into this folder")
     p.add_argument("--peers", nargs="+", metavar="PEER",

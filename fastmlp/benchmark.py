@@ -23,12 +23,21 @@ per epoch. The peers:
     the SGD step over the full batches (a partial last batch is left out and the
     time scaled up to the whole epoch).
 
-Each time is the median of ``repeat`` epochs after a warm-up of at least 0.3 s. GFLOP/s count
-``N * (4 D H + 6 H C)`` floating-point operations per epoch (the forward and
-backward products), and "% of peak" divides by a large GEMM's GFLOP/s measured in
+On each shape the peers take turns: after a warm-up of at least 0.3 s each, ``repeat``
+rounds (half as many, at least 3, at N > 10,000) in which every peer trains a timed
+epoch, in a new random order each round. Each timed epoch follows 0.1 s of the same
+peer's untimed epochs (for a peer whose epoch is shorter), so that, as in a training
+loop, it starts with warm caches and awake threads; after it, a pause lets the peer's
+thread pool stop spinning. A peer's time is the median of its timed epochs. So a spell of
+load on a shared machine falls on epochs of every peer, not only on the peer being
+timed at that moment. The peers of a shape share one copy of the data per dtype.
+
+GFLOP/s count ``N * (4 D H + 6 H C)`` floating-point operations per epoch (the forward
+and backward products), and "% of peak" divides by a large GEMM's GFLOP/s measured in
 this process in the same dtype. The "× fastmlp" column is each peer's time over
-fastmlp-f64's on the same row (2.00: the peer takes twice as long; for
-``fastmlp-f32`` it is the float32/float64 time ratio).
+fastmlp-f64's on the same row and load (2.00: the peer takes twice as long; for
+``fastmlp-f32`` it is the float32/float64 time ratio). The table puts each peer's
+epoch idle and busy side by side (see ``run_suite``'s ``loads``).
 
 Run it with ``fastmlp bench`` or ``python benchmarks/run_suite.py``. PyTorch
 and JAX are optional (``pip install torch jax``); a missing one is
@@ -41,6 +50,7 @@ import contextlib
 import csv
 import os
 import platform
+import random
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -85,17 +95,44 @@ def default_shapes(quick=False):
 
 
 def synthetic_data(shape, dtype, seed=0):
-    """Pixels uniform in [-1, 1] (the seed's range) and uniform labels: timing data."""
+    """Pixels uniform in [-1, 1] (the seed's range) and uniform labels: timing data.
+
+    Inside ``shared_data()`` every call with the same arguments returns the same two
+    arrays (the peers only read them)."""
+    key = (shape, np.dtype(dtype).str, seed)
+    if _shared is not None and key in _shared:
+        return _shared[key]
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, size=(shape.n_samples, shape.n_features)).astype(dtype)
     y = rng.integers(0, shape.n_classes, size=shape.n_samples).astype(np.int64)
+    if _shared is not None:
+        _shared[key] = X, y
     return X, y
 
 
+_shared = None   # see shared_data
+
+
+@contextlib.contextmanager
+def shared_data():
+    """Within: one copy of each shape's data for all peers (at N=60,000 one float64 X
+    is 376 MB, and the peers of a row are alive together while they take turns)."""
+    global _shared
+    outer, _shared = _shared, ({} if _shared is None else _shared)
+    try:
+        yield
+    finally:
+        _shared = outer
+
+
 WARM_UP_SECONDS = 0.3
+# In the suite's rounds, each timed epoch follows this much of the same peer's epochs
+# (where one epoch is shorter): its caches and threads warm, as in a training loop.
+ROUND_WARM_UP_SECONDS = 0.1
 # OpenBLAS's threads spin for about 0.13 s after a product (measured: the process's
 # CPU time during a sleep after one), which would slow the next contender's threads:
-# a benchmark that times a product between epochs pauses this long after it.
+# a benchmark that times a product between epochs pauses this long after it, and the
+# suite after every peer's epoch (PyTorch's OpenMP and JAX's pools spin too).
 BLAS_SPIN_SECONDS = 0.25
 
 
@@ -391,6 +428,7 @@ def machine_description():
 
 
 LOADS = ("idle", "busy")
+BUSY_LABEL = ", busy"    # ends the shape label of a row timed busy
 
 
 def run_suite(shapes=None, peers=PEERS, repeat=5, log=print, loads=LOADS):
@@ -416,32 +454,65 @@ def run_suite(shapes=None, peers=PEERS, repeat=5, log=print, loads=LOADS):
         with CompetingLoad() if busy else contextlib.nullcontext():
             for shape in shapes:
                 if busy:
-                    shape = replace(shape, label=f"{shape.label}, busy")
+                    shape = replace(shape, label=shape.label + BUSY_LABEL)
                 _time_peers(shape, peers, repeat, peaks, rows, skipped, log)
     return rows, peaks, skipped
 
 
 def _time_peers(shape, peers, repeat, peaks, rows, skipped, log):
-    """Time each peer on ``shape``; append its row to ``rows`` (a missing library goes
-    to ``skipped``)."""
-    for peer in peers:
-        if peer in skipped:
-            continue
-        try:
-            epoch = MAKERS[peer](shape)
-        except ImportError as exc:
-            skipped[peer] = f"not installed ({exc.name or exc})"
-            log(f"  {peer}: skipped, {skipped[peer]}")
-            continue
-        # Few repetitions for the slow peers on big rows; at least 3 for a median.
-        reps = repeat if shape.n_samples <= 10_000 or peer.startswith("fastmlp-") else max(3, repeat // 2)
-        seconds = median_time(epoch, reps) * getattr(epoch, "scale", 1.0)
+    """Time the peers on ``shape`` taking turns (see the module's docstring); append
+    their rows to ``rows`` (a missing library goes to ``skipped``)."""
+    epochs = {}
+    with shared_data():
+        for peer in peers:
+            if peer in skipped:
+                continue
+            try:
+                epochs[peer] = MAKERS[peer](shape)
+            except ImportError as exc:
+                skipped[peer] = f"not installed ({exc.name or exc})"
+                log(f"  {peer}: skipped, {skipped[peer]}")
+        times = {peer: [] for peer in epochs}
+        one_epoch = {}    # seconds, from the warm-up
+        for peer, epoch in epochs.items():
+            one_epoch[peer] = _run_for(epoch, WARM_UP_SECONDS)
+            time.sleep(BLAS_SPIN_SECONDS)
+        # Few rounds on big rows, where the slow peers take seconds an epoch.
+        n_rounds = repeat if shape.n_samples <= 10_000 else max(3, repeat // 2)
+        turns = random.Random(0)
+        for _ in range(n_rounds):
+            order = list(epochs)
+            turns.shuffle(order)
+            for peer in order:
+                # A training loop runs its epochs back to back: untimed epochs first
+                # bring this peer's data into the caches and its threads out of sleep.
+                if one_epoch[peer] < ROUND_WARM_UP_SECONDS:
+                    _run_for(epochs[peer], ROUND_WARM_UP_SECONDS)
+                start = time.perf_counter()
+                epochs[peer]()
+                times[peer].append(time.perf_counter() - start)
+                # its thread pool (BLAS's, OpenMP's, XLA's) spins for a while after the
+                # epoch: let it stop before the next peer starts
+                time.sleep(BLAS_SPIN_SECONDS)
+    for peer, epoch in epochs.items():
+        seconds = statistics.median(times[peer]) * getattr(epoch, "scale", 1.0)
         dtype = "float32" if peer == "fastmlp-f32" else "float64"
         gflops = shape.flops / seconds / 1e9
         rows.append({"shape": shape.label, "n_samples": shape.n_samples, "hidden": shape.hidden,
                      "batch_size": shape.batch_size, "peer": peer, "dtype": dtype,
                      "ms": seconds * 1e3, "gflops": gflops, "pct_peak": 100 * gflops / peaks[dtype]})
         log(f"  {shape.label:<28} {peer:<16} {seconds * 1e3:9.2f} ms/epoch {gflops:7.1f} GFLOP/s")
+
+
+def _run_for(epoch, seconds):
+    """Run ``epoch`` at least once, and again until ``seconds`` have passed; the
+    seconds its last run took."""
+    start = last = time.perf_counter()
+    epoch()
+    while (now := time.perf_counter()) - start < seconds:
+        last = now
+        epoch()
+    return now - last
 
 
 def ratios(rows):
@@ -451,16 +522,34 @@ def ratios(rows):
 
 
 def markdown_table(rows, peaks, header_lines=()):
-    """The results as a Markdown table, one row per shape and peer."""
+    """The results as a Markdown table, one row per shape and peer: its epoch on the
+    machine as it is (ms/epoch, GFLOP/s, % of peak, × fastmlp) and, where the suite ran
+    both loads, beside it the same epoch busy (ms/epoch, × fastmlp)."""
     ratio = ratios(rows)
+    cells = {}   # (shape, peer) -> {load: its cells}
+    for r in rows:
+        busy = r["shape"].endswith(BUSY_LABEL)
+        shape = r["shape"][:-len(BUSY_LABEL)] if busy else r["shape"]
+        ms = f"{r['ms']:.2f}"
+        over = f"{ratio.get((r['shape'], r['peer']), float('nan')):.2f}"
+        cells.setdefault((shape, r["peer"]), {})["busy" if busy else "idle"] = (
+            [ms, over] if busy else [ms, f"{r['gflops']:.1f}", f"{r['pct_peak']:.0f}%", over])
+    loads = [load for load in LOADS if any(load in by_load for by_load in cells.values())]
+    columns = {"idle": ["ms/epoch", "GFLOP/s", "% of peak", "× fastmlp"], "busy": ["ms/epoch", "× fastmlp"]}
+    head = ["shape", "peer"]
+    for load in loads:
+        names = columns[load]
+        head += [f"{load} {names[0]}" if len(loads) > 1 or load == "busy" else names[0]] + names[1:]
     out = [f"- {line}" for line in header_lines]
     out.append(f"- large GEMM peak: float64 {peaks['float64']:.1f} GFLOP/s, "
                f"float32 {peaks['float32']:.1f} GFLOP/s")
-    out += ["", "| shape | peer | ms/epoch | GFLOP/s | % of peak | × fastmlp |",
-            "|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        out.append(f"| {r['shape']} | {r['peer']} | {r['ms']:.2f} | {r['gflops']:.1f} | "
-                   f"{r['pct_peak']:.0f}% | {ratio.get((r['shape'], r['peer']), float('nan')):.2f} |")
+    out += ["", "| " + " | ".join(head) + " |",
+            "|---|---|" + "".join("---:|" * len(columns[load]) for load in loads)]
+    for (shape, peer), by_load in cells.items():
+        row = [shape, peer]
+        for load in loads:
+            row += by_load.get(load, ["-"] * len(columns[load]))
+        out.append("| " + " | ".join(row) + " |")
     return "\n".join(out) + "\n"
 
 

@@ -58,18 +58,22 @@ def test_shapes_and_flop_count():
     assert {"H=64", "H=512", "B=256", "N=60000"} <= set(labels)
 
 
+def _row(shape, peer, ms, gflops):
+    return {"shape": shape, "n_samples": 10, "hidden": 4, "batch_size": 2, "peer": peer,
+            "dtype": "float64", "ms": ms, "gflops": gflops, "pct_peak": gflops}
+
+
 def test_tables_and_files(tmp_path):
-    rows = [
-        {"shape": "s", "n_samples": 10, "hidden": 4, "batch_size": 2, "peer": "fastmlp-f64",
-         "dtype": "float64", "ms": 2.0, "gflops": 50.0, "pct_peak": 50.0},
-        {"shape": "s", "n_samples": 10, "hidden": 4, "batch_size": 2, "peer": "pytorch",
-         "dtype": "float64", "ms": 7.0, "gflops": 14.3, "pct_peak": 14.3},
-    ]
+    rows = [_row("s", "fastmlp-f64", 2.0, 50.0), _row("s", "pytorch", 7.0, 14.3),
+            _row("s, busy", "fastmlp-f64", 4.0, 25.0), _row("s, busy", "pytorch", 40.0, 2.5)]
     peaks = {"float64": 100.0, "float32": 200.0}
-    assert benchmark.ratios(rows) == {("s", "fastmlp-f64"): 1.0, ("s", "pytorch"): 3.5}
+    assert benchmark.ratios(rows) == {("s", "fastmlp-f64"): 1.0, ("s", "pytorch"): 3.5,
+                                      ("s, busy", "fastmlp-f64"): 1.0, ("s, busy", "pytorch"): 10.0}
     md, csv_path, png = benchmark.write_results(rows, peaks, tmp_path / "out", ["CPU: test"])
     text = open(md).read()
-    assert "| s | pytorch | 7.00 | 14.3 | 14% | 3.50 |" in text and "- CPU: test" in text
+    # a row per shape and peer, idle and busy side by side
+    assert "| s | pytorch | 7.00 | 14.3 | 14% | 3.50 | 40.00 | 10.00 |" in text and "- CPU: test" in text
+    assert "s, busy" not in text
     # the same columns as the README's table
     readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
     if readme.exists():
@@ -77,9 +81,62 @@ def test_tables_and_files(tmp_path):
         assert header in readme.read_text().splitlines()
     with open(csv_path) as f:
         table = list(csv.DictReader(f))
-    assert [r["peer"] for r in table] == ["fastmlp-f64", "pytorch"]
-    assert float(table[1]["time_over_fastmlp_float64"]) == pytest.approx(3.5)
+    assert [(r["shape"], r["peer"]) for r in table] == [("s", "fastmlp-f64"), ("s", "pytorch"),
+                                                        ("s, busy", "fastmlp-f64"), ("s, busy", "pytorch")]
+    assert [float(r["time_over_fastmlp_float64"]) for r in table] == pytest.approx([1, 3.5, 1, 10])
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    # one load alone: its columns only
+    idle = benchmark.markdown_table(rows[:2], peaks)
+    assert "| shape | peer | ms/epoch | GFLOP/s | % of peak | × fastmlp |" in idle
+    assert "| s | pytorch | 7.00 | 14.3 | 14% | 3.50 |" in idle
+    busy = benchmark.markdown_table(rows[2:], peaks)
+    assert "| shape | peer | busy ms/epoch | × fastmlp |" in busy
+    assert "| s | pytorch | 40.00 | 10.00 |" in busy
+
+
+def test_peers_take_turns_on_shared_data(monkeypatch):
+    """Every round times each peer's epoch once, in a shuffled order, so the peers'
+    epochs interleave; a timed epoch follows untimed ones of the same peer where an
+    epoch is short (warm, as in a training loop); the peers of a shape read one copy
+    of its data; a peer's time is the median of its own timed epochs."""
+    class Clock:                                # the suite's clock, driven by the epochs
+        now = 0.0
+
+        def perf_counter(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+    clock = Clock()
+    monkeypatch.setattr(benchmark, "time", clock)
+    monkeypatch.setattr(benchmark, "WARM_UP_SECONDS", 0.0)          # one warm-up epoch each
+    tick = 2.0 ** -9                           # seconds, exact in binary: the clock adds exactly
+    monkeypatch.setattr(benchmark, "ROUND_WARM_UP_SECONDS", 5 * tick)   # 5 of a's epochs before each
+    shape = benchmark.Shape("tiny", 60, 8, 30, n_features=5)
+    calls, data = [], {}
+
+    def maker(name, seconds):
+        def make(s):
+            data[name] = benchmark.synthetic_data(s, np.float64)[0]
+
+            def epoch():
+                calls.append(name)
+                clock.now += seconds
+            return epoch
+        return make
+
+    monkeypatch.setattr(benchmark, "MAKERS", {"a": maker("a", tick), "b": maker("b", 8 * tick)})
+    rows, skipped = [], {}
+    benchmark._time_peers(shape, ["a", "b"], 9, {"float64": 1.0}, rows, skipped, lambda line: None)
+    assert calls[:2] == ["a", "b"]              # the warm-up, one epoch each
+    runs = "".join(calls[2:]).replace("aaaaaa", "A")   # A: 5 untimed epochs of a, then its timed one
+    assert runs.count("A") == runs.count("b") == 9 and set(runs) == {"A", "b"}, runs
+    rounds = [runs[i:i + 2] for i in range(0, 18, 2)]
+    assert "Ab" in rounds and "bA" in rounds, rounds               # the order is shuffled
+    assert data["a"] is data["b"]               # one copy, shared
+    assert benchmark._shared is None            # and released after the shape
+    assert {r["peer"]: r["ms"] for r in rows} == {"a": 1e3 * tick, "b": 8e3 * tick}
 
 
 def test_bench_command_runs_and_reports_missing_peers(tmp_path, capsys, monkeypatch):
