@@ -92,10 +92,8 @@ def measure(shapes, dtypes, repeat, load, time_peak=False):
                 made["peak"] = product
             with load():
                 before = benchmark.cpu_times()
-                for name in fastmlp_names:  # warm-up: caches, threads, thread choice
-                    start = time.perf_counter()
-                    while time.perf_counter() - start < benchmark.WARM_UP_SECONDS:
-                        made[name]()
+                for name in fastmlp_names:
+                    benchmark.run_for(made[name], benchmark.WARM_UP_SECONDS)
                 samples = {name: [] for name in made}
                 rounds = []
                 for _ in range(repeat):

@@ -118,11 +118,11 @@ def shared_data():
     """Within: one copy of each shape's data for all peers (at N=60,000 one float64 X
     is 376 MB, and the peers of a row are alive together while they take turns)."""
     global _shared
-    outer, _shared = _shared, ({} if _shared is None else _shared)
+    _shared = {}
     try:
         yield
     finally:
-        _shared = outer
+        _shared = None
 
 
 WARM_UP_SECONDS = 0.3
@@ -136,6 +136,17 @@ ROUND_WARM_UP_SECONDS = 0.1
 BLAS_SPIN_SECONDS = 0.25
 
 
+def run_for(epoch, seconds):
+    """Run ``epoch`` at least once, and again until ``seconds`` have passed; the
+    seconds its last run took (warm-ups: caches, threads, thread choice)."""
+    start = last = time.perf_counter()
+    epoch()
+    while (now := time.perf_counter()) - start < seconds:
+        last = now
+        epoch()
+    return now - last
+
+
 def median_time(run_epoch, repeat):
     """Median wall time of ``repeat`` calls, in seconds, after warm-up calls.
 
@@ -144,10 +155,7 @@ def median_time(run_epoch, repeat):
     milliseconds after their last call) go idle, so they do not steal the cores
     from the measured peer.
     """
-    start = time.perf_counter()
-    run_epoch()
-    while time.perf_counter() - start < WARM_UP_SECONDS:
-        run_epoch()
+    run_for(run_epoch, WARM_UP_SECONDS)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -475,7 +483,7 @@ def _time_peers(shape, peers, repeat, peaks, rows, skipped, log):
         times = {peer: [] for peer in epochs}
         one_epoch = {}    # seconds, from the warm-up
         for peer, epoch in epochs.items():
-            one_epoch[peer] = _run_for(epoch, WARM_UP_SECONDS)
+            one_epoch[peer] = run_for(epoch, WARM_UP_SECONDS)
             time.sleep(BLAS_SPIN_SECONDS)
         # Few rounds on big rows, where the slow peers take seconds an epoch.
         n_rounds = repeat if shape.n_samples <= 10_000 else max(3, repeat // 2)
@@ -487,7 +495,7 @@ def _time_peers(shape, peers, repeat, peaks, rows, skipped, log):
                 # A training loop runs its epochs back to back: untimed epochs first
                 # bring this peer's data into the caches and its threads out of sleep.
                 if one_epoch[peer] < ROUND_WARM_UP_SECONDS:
-                    _run_for(epochs[peer], ROUND_WARM_UP_SECONDS)
+                    run_for(epochs[peer], ROUND_WARM_UP_SECONDS)
                 start = time.perf_counter()
                 epochs[peer]()
                 times[peer].append(time.perf_counter() - start)
@@ -502,17 +510,6 @@ def _time_peers(shape, peers, repeat, peaks, rows, skipped, log):
                      "batch_size": shape.batch_size, "peer": peer, "dtype": dtype,
                      "ms": seconds * 1e3, "gflops": gflops, "pct_peak": 100 * gflops / peaks[dtype]})
         log(f"  {shape.label:<28} {peer:<16} {seconds * 1e3:9.2f} ms/epoch {gflops:7.1f} GFLOP/s")
-
-
-def _run_for(epoch, seconds):
-    """Run ``epoch`` at least once, and again until ``seconds`` have passed; the
-    seconds its last run took."""
-    start = last = time.perf_counter()
-    epoch()
-    while (now := time.perf_counter()) - start < seconds:
-        last = now
-        epoch()
-    return now - last
 
 
 def ratios(rows):
