@@ -13,10 +13,14 @@ per core running beside it ("busy"), started and stopped by this script, each he
 to its own core; with --unpinned, once more with the competitors placed by the OS
 ("busy, OS-placed": two of them often share a core for seconds and leave fastmlp one
 to itself, so each epoch runs at one of two speeds, by luck). Each figure is the
-median of --repeat epochs after a warm-up, the contenders taking turns epoch by
-epoch, in a new random order each round: whoever runs right after a contender that
-used both threads starts with its thread parked beside a competitor on a busy
-machine, so a fixed order would charge that to one contender. The ratios printed are
+median of --repeat epochs, the contenders taking turns epoch by epoch, in a new
+random order each round: whoever runs right after a contender that used both threads
+starts with its thread parked beside a competitor on a busy machine, so a fixed order
+would charge that to one contender. Each timed epoch of a contender (and each timed
+product, below) follows 0.1 s of its untimed ones (``benchmark.time_warm``), as in a
+training loop, whose epochs run back to back: timed cold, right after another
+contender's epoch, the team's epoch was up to 1.8x slower on an idle virtual machine,
+from the turn taking alone (caches, sleeping threads, CPUs waking up). The ratios printed are
 default / 1 thread (target: <= 1.15 when busy; also as the median of each round's
 ratio, "paired", the steadier figure on a busy machine), numpy / default (target:
 >= 1 when busy, >= 2.5 at the seed shape when idle) and the default's share of the
@@ -103,9 +107,10 @@ def measure(shapes, dtypes, repeat, load, time_peak=False):
                 rounds += [["numpy"]] * repeat if "numpy" in made else []
                 for names in rounds:
                     for name in names:
-                        start = time.perf_counter()
-                        made[name]()
-                        samples[name].append(time.perf_counter() - start)
+                        # a contender taking turns first runs untimed epochs (see
+                        # time_warm); the NumPy reference's run back to back anyway
+                        warm_up = 0 if name == "numpy" else benchmark.ROUND_WARM_UP_SECONDS
+                        samples[name].append(benchmark.time_warm(made[name], warm_up))
                         if name == "peak":
                             time.sleep(BLAS_SPIN_SECONDS)
                 steal[shape.label, np.dtype(dtype).name] = benchmark.steal_share(before, benchmark.cpu_times())

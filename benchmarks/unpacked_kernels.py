@@ -5,8 +5,9 @@ Zen 4) runs fastmlp's AVX2 kernels for the two big products of a step
 (``src_c/_small_gemm.h``), and OpenBLAS's packed Haswell kernels for everything
 else. On an AVX-512 CPU this script forces the AVX2 kernels
 (``Workspace(small_gemm=1)``) and times them beside the AVX-512 ones, epochs taking
-turns in this one process, on one thread and on the team (two or more threads,
-always the team), at the seed's shape by default. "% of peak" is against the GEMM
+turns in this one process (each timed epoch after 0.1 s of the same contender's
+untimed ones, as in a training loop: ``benchmark.time_warm``), on one thread and on
+the team (two or more threads, always the team), at the seed's shape by default. "% of peak" is against the GEMM
 peak of the BLAS as configured, on as many threads as the row (one, or all the
 cores): with ``OPENBLAS_CORETYPE=Haswell`` in the command, OpenBLAS's AVX2 kernels,
 the peak such a CPU has. On a shared machine the peak moves with the host as much as
@@ -21,6 +22,7 @@ The forced-AVX2 rows are what a CPU without AVX-512 can expect at this clock; th
 do not emulate its caches or its number of FMA units.
 """
 import argparse
+import functools
 import time
 
 import numpy as np
@@ -68,9 +70,9 @@ def main(argv=None):
                 for key in keys:
                     ws, params = contenders[key]
                     order = rng.permutation(shape.n_samples)
-                    start = time.perf_counter()
-                    _sgd.sgd_epoch(X, y, order, *params, ws, benchmark.LR, benchmark.REG)
-                    times[key].append(time.perf_counter() - start)
+                    epoch = functools.partial(_sgd.sgd_epoch, X, y, order, *params, ws,
+                                              benchmark.LR, benchmark.REG)
+                    times[key].append(benchmark.time_warm(epoch))
                 peaks["one"].append(flops / benchmark.fastest_time(product, 2) / 1e9)
             peaks["all"].append(flops / benchmark.fastest_time(product, 2) / 1e9)
             time.sleep(benchmark.BLAS_SPIN_SECONDS)   # BLAS's pool stops spinning

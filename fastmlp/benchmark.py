@@ -147,6 +147,24 @@ def run_for(epoch, seconds):
     return now - last
 
 
+def time_warm(epoch, warm_up=ROUND_WARM_UP_SECONDS):
+    """Seconds one call of ``epoch`` takes right after ``warm_up`` seconds of untimed
+    calls (at least one; none for ``warm_up=0``).
+
+    For benchmarks whose contenders take turns: a training loop runs its epochs back to
+    back, so an epoch timed cold, right after another contender's, measures the turn
+    taking: the caches hold the other's data, fastmlp's team threads are asleep, and on
+    a virtual machine a CPU that was idle (the other contender's one thread, a pause)
+    runs slow for about 10 ms after it wakes. Measured at the seed's shape on two vCPUs
+    of an AMD EPYC, epochs back to back after a 0.25 s pause: the team's first epochs
+    took 1.6-1.8x the time of the fifth and later, one thread's 1.2x."""
+    if warm_up > 0:
+        run_for(epoch, warm_up)
+    start = time.perf_counter()
+    epoch()
+    return time.perf_counter() - start
+
+
 def median_time(run_epoch, repeat):
     """Median wall time of ``repeat`` calls, in seconds, after warm-up calls.
 
@@ -492,13 +510,9 @@ def _time_peers(shape, peers, repeat, peaks, rows, skipped, log):
             order = list(epochs)
             turns.shuffle(order)
             for peer in order:
-                # A training loop runs its epochs back to back: untimed epochs first
-                # bring this peer's data into the caches and its threads out of sleep.
-                if one_epoch[peer] < ROUND_WARM_UP_SECONDS:
-                    run_for(epochs[peer], ROUND_WARM_UP_SECONDS)
-                start = time.perf_counter()
-                epochs[peer]()
-                times[peer].append(time.perf_counter() - start)
+                # untimed epochs first, where one is short (see time_warm)
+                warm_up = ROUND_WARM_UP_SECONDS if one_epoch[peer] < ROUND_WARM_UP_SECONDS else 0
+                times[peer].append(time_warm(epochs[peer], warm_up))
                 # its thread pool (BLAS's, OpenMP's, XLA's) spins for a while after the
                 # epoch: let it stop before the next peer starts
                 time.sleep(BLAS_SPIN_SECONDS)
