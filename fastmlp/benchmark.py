@@ -501,7 +501,7 @@ def _time_peers(shape, peers, repeat, peaks, rows, skipped, log):
         times = {peer: [] for peer in epochs}
         one_epoch = {}    # seconds, from the warm-up
         for peer, epoch in epochs.items():
-            one_epoch[peer] = run_for(epoch, WARM_UP_SECONDS)
+            one_epoch[peer] = time_warm(epoch, WARM_UP_SECONDS)   # a warm epoch: not a compile
             time.sleep(BLAS_SPIN_SECONDS)
         # Few rounds on big rows, where the slow peers take seconds an epoch.
         n_rounds = repeat if shape.n_samples <= 10_000 else max(3, repeat // 2)

@@ -97,8 +97,9 @@ def test_tables_and_files(tmp_path):
 def test_peers_take_turns_on_shared_data(monkeypatch):
     """Every round times each peer's epoch once, in a shuffled order, so the peers'
     epochs interleave; a timed epoch follows untimed ones of the same peer where an
-    epoch is short (warm, as in a training loop); the peers of a shape read one copy
-    of its data; a peer's time is the median of its own timed epochs."""
+    epoch is short (warm, as in a training loop), judged by a warm epoch, not by a
+    first one that compiles (JAX's jit); the peers of a shape read one copy of its
+    data; a peer's time is the median of its own timed epochs."""
     class Clock:                                # the suite's clock, driven by the epochs
         now = 0.0
 
@@ -110,27 +111,29 @@ def test_peers_take_turns_on_shared_data(monkeypatch):
 
     clock = Clock()
     monkeypatch.setattr(benchmark, "time", clock)
-    monkeypatch.setattr(benchmark, "WARM_UP_SECONDS", 0.0)          # one warm-up epoch each
     tick = 2.0 ** -9                           # seconds, exact in binary: the clock adds exactly
+    monkeypatch.setattr(benchmark, "WARM_UP_SECONDS", tick)   # one untimed epoch each, then a timed one
     monkeypatch.setattr(benchmark, "ROUND_WARM_UP_SECONDS", 5 * tick)   # 5 of a's epochs before each
     shape = benchmark.Shape("tiny", 60, 8, 30, n_features=5)
     calls, data = [], {}
 
-    def maker(name, seconds):
+    def maker(name, seconds, first_seconds):
         def make(s):
             data[name] = benchmark.synthetic_data(s, np.float64)[0]
 
             def epoch():
+                clock.now += seconds if name in calls else first_seconds
                 calls.append(name)
-                clock.now += seconds
             return epoch
         return make
 
-    monkeypatch.setattr(benchmark, "MAKERS", {"a": maker("a", tick), "b": maker("b", 8 * tick)})
+    # a's first epoch compiles: longer than b's, and than the rounds' warm-up
+    monkeypatch.setattr(benchmark, "MAKERS", {"a": maker("a", tick, 64 * tick),
+                                              "b": maker("b", 8 * tick, 8 * tick)})
     rows, skipped = [], {}
     benchmark._time_peers(shape, ["a", "b"], 9, {"float64": 1.0}, rows, skipped, lambda line: None)
-    assert calls[:2] == ["a", "b"]              # the warm-up, one epoch each
-    runs = "".join(calls[2:]).replace("aaaaaa", "A")   # A: 5 untimed epochs of a, then its timed one
+    assert calls[:2] == ["a", "a"] and calls[2:4] == ["b", "b"]   # the warm-ups: two epochs each
+    runs = "".join(calls[4:]).replace("aaaaaa", "A")   # A: 5 untimed epochs of a, then its timed one
     assert runs.count("A") == runs.count("b") == 9 and set(runs) == {"A", "b"}, runs
     rounds = [runs[i:i + 2] for i in range(0, 18, 2)]
     assert "Ab" in rounds and "bA" in rounds, rounds               # the order is shuffled
