@@ -7,14 +7,16 @@ else. On an AVX-512 CPU this script forces the AVX2 kernels
 (``Workspace(small_gemm=1)``) and times them beside the AVX-512 ones, epochs taking
 turns in this one process (each timed epoch after 0.1 s of the same contender's
 untimed ones, as in a training loop: ``benchmark.time_warm``), on one thread and on
-the team (two or more threads, always the team), at the seed's shape by default. "% of peak" is against the GEMM
-peak of the BLAS as configured, on as many threads as the row (one, or all the
-cores): with ``OPENBLAS_CORETYPE=Haswell`` in the command, OpenBLAS's AVX2 kernels,
-the peak such a CPU has. On a shared machine the peak moves with the host as much as
-the epochs do, so it is measured in every round too (the best of two 2048 x 2048
-products on each thread count). Each ratio (an epoch's speed over the peak, two
-threads' epoch over one thread's, the GEMM on all threads over one) is taken within a
-round, beside each other, and the row shows its median over the rounds.
+the team (two or more threads, always the team), at the seed's shape by default.
+"% of peak" is against the GEMM peak of the BLAS as configured, on as many threads
+as the row (one, or all the cores): with ``OPENBLAS_CORETYPE=Haswell`` in the
+command, OpenBLAS's AVX2 kernels, the peak such a CPU has. On a shared machine the
+peak moves with the host as much as the epochs do, so it is measured in every round
+too (the best of two 2048 x 2048 products on each thread count). Each ratio (an
+epoch's speed over the peak, two threads' epoch over one thread's, the GEMM on all
+threads over one) is taken within a round, beside each other, and the row shows its
+median over the rounds. The forced-AVX2 rows are what a CPU without AVX-512 can
+expect at this clock; they do not emulate its caches or its number of FMA units.
 
     env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell python benchmarks/unpacked_kernels.py
 
@@ -23,11 +25,12 @@ turns too, on all the cores, and its row gives its time over the AVX2 kernels' o
 team. That is JAX as it runs on this CPU, not on one without AVX-512: neither
 ``OPENBLAS_CORETYPE`` nor ``XLA_FLAGS=--xla_cpu_max_isa=AVX2`` holds XLA's matrix
 products to AVX2 (with JAX 0.10.2 on an AVX-512 CPU its 2048 x 2048 float64 product
-ran at 213 GFLOP/s with and without that flag, where OpenBLAS's AVX2 kernels peak at
-132). So the header prints JAX's large product beside the BLAS's peak: where JAX's is
-faster, its row is not what an AVX2-only CPU would give it.
-The forced-AVX2 rows are what a CPU without AVX-512 can expect at this clock; they
-do not emulate its caches or its number of FMA units.
+ran at 193-213 GFLOP/s with and without that flag, where OpenBLAS's AVX2 kernels
+peak at 124-132; with its matrix libraries off as well, ``--xla_cpu_use_xnnpack=false
+--xla_cpu_experimental_ynn_fusion_type=``, it ran at 113 in float64, but that is
+another, slower path than such a CPU takes, and float32 stayed above the peak). So
+the header prints JAX's large product beside the BLAS's peak: where JAX's is faster,
+its row is not what an AVX2-only CPU would give it.
 """
 import argparse
 import functools
@@ -38,7 +41,6 @@ import numpy as np
 from fastmlp import _sgd, benchmark, kernels
 from fastmlp._blas import BlasThreads
 from fastmlp._threads import available_cores, n_slices
-
 
 JAX = "jax"    # the key of JAX's contender (--jax)
 
