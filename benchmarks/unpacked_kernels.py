@@ -34,6 +34,7 @@ its row is not what an AVX2-only CPU would give it.
 """
 import argparse
 import functools
+import os
 import time
 
 import numpy as np
@@ -65,8 +66,6 @@ def main(argv=None):
     print(f"# N={shape.n_samples} D={shape.n_features} H={shape.hidden} batch={shape.batch_size}, "
           f"{slices} slices; median of {args.rounds} epochs each, taking turns")
     if args.jax:
-        import os
-
         import jax
         print(f"# jax {jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
         for dtype in map(np.dtype, args.dtypes):
@@ -82,12 +81,12 @@ def main(argv=None):
                 if ws.small_gemm_isa != isa:   # slices not a whole number of this kernel's tiles
                     continue
                 epochs[isa, threads] = functools.partial(fastmlp_epoch, X, y, ws, params)
+        scale = {}     # key -> factor from the timed epoch to a whole epoch (JAX's leaves a part out)
         if args.jax:
             jax_epoch = benchmark.make_jax(shape, dtype)   # its own random order, on its threads
-            epochs[JAX, available_cores()] = lambda order, run=jax_epoch: run()
-            scale = {(JAX, available_cores()): jax_epoch.scale}
-        else:
-            scale = {}
+            jax_key = JAX, available_cores()
+            epochs[jax_key] = lambda order, run=jax_epoch: run()
+            scale[jax_key] = jax_epoch.scale
         times = {key: [] for key in epochs}
         product, flops = benchmark.gemm_product(dtype)
         peaks = {"one": [], "all": []}    # GFLOP/s of a GEMM on one thread, on all

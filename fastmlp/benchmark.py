@@ -174,12 +174,7 @@ def median_time(run_epoch, repeat):
     from the measured peer.
     """
     run_for(run_epoch, WARM_UP_SECONDS)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run_epoch()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(time_warm(run_epoch, 0) for _ in range(repeat))
 
 
 # ----------------------------------------------------------------------------- peers
